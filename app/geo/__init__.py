@@ -1,0 +1,1 @@
+"""Geography: coordinate reference systems, point-in-polygon enrichment, geocoding."""

@@ -1,0 +1,39 @@
+"""Coordinate transforms between Belgian Lambert 72 (EPSG:31370) and WGS84 (lon/lat order)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pyproj import Transformer
+
+LAMBERT72 = 31370
+WGS84 = 4326
+
+# Region of Brussels-Capital with a margin, in both CRSs: a cheap first check for coordinates.
+BRUSSELS_BBOX_WGS84 = (4.23, 50.75, 4.50, 50.93)
+BRUSSELS_BBOX_L72 = (138_000.0, 160_000.0, 162_000.0, 180_000.0)
+
+
+@lru_cache(maxsize=None)
+def _transformer(src: int, dst: int) -> Transformer:
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def to_wgs84(x: float, y: float) -> tuple[float, float]:
+    """Lambert 72 metres → (lon, lat)."""
+    return _transformer(LAMBERT72, WGS84).transform(x, y)
+
+
+def to_lambert72(lon: float, lat: float) -> tuple[float, float]:
+    """(lon, lat) → Lambert 72 metres."""
+    return _transformer(WGS84, LAMBERT72).transform(lon, lat)
+
+
+def in_brussels_bbox_wgs84(lon: float, lat: float) -> bool:
+    x0, y0, x1, y1 = BRUSSELS_BBOX_WGS84
+    return x0 <= lon <= x1 and y0 <= lat <= y1
+
+
+def in_brussels_bbox_l72(x: float, y: float) -> bool:
+    x0, y0, x1, y1 = BRUSSELS_BBOX_L72
+    return x0 <= x <= x1 and y0 <= y <= y1

@@ -1,0 +1,50 @@
+"""Wiring only: settings → lifespan (engines) → routers → error handlers."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from fastapi import FastAPI
+
+from . import __version__, errors
+from .db import make_async_engine
+from .routers import health, v1
+from .settings import Settings, get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migration_head() -> str:
+    return ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.engine = make_async_engine(settings)
+        replicas = [make_async_engine(settings, url) for url in settings.database_replica_urls]
+        app.state.read_engines = replicas or [app.state.engine]
+        yield
+        for engine in {app.state.engine, *replicas}:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Bruso",
+        version=__version__,
+        description="Open data of the bilingual social map of the Brussels-Capital Region (NL/FR).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.migration_head = migration_head()
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(v1.router)
+    return app
+
+
+app = create_app()

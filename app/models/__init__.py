@@ -1,0 +1,18 @@
+"""SQLAlchemy tables. Importing this package registers every table on ``Base.metadata``."""
+
+from .base import SRID, Base, include_object
+from .organisation import LANG_STATUSES, LINKS, PUBLICATION_STATES, Organisation
+from .reference import AddressPoint, Commune, Postcode, Quartier, StatisticalSector, Street, StreetLine
+from .taxonomy import (
+    Accreditation,
+    ActionZone,
+    Authority,
+    Category,
+    CategoryTree,
+    Language,
+    LegalStatus,
+    OfferType,
+    Sector,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,1 @@
+"""Serializers: shape search-core rows for each surface."""

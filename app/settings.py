@@ -1,0 +1,56 @@
+"""All configuration in one pydantic-settings class (environment prefix ``BRUSO_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_reference_dir() -> Path:
+    """``../shared/reference`` beside the checkout when present, else ``./reference``."""
+    for candidate in (_REPO_ROOT.parent / "shared" / "reference", Path.cwd().parent / "shared" / "reference"):
+        if candidate.is_dir():
+            return candidate
+    return Path("reference")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BRUSO_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5433/bruso",
+        validation_alias="BRUSO_DATABASE_URL",
+        description="SQLAlchemy URL of the primary database (DATABASE_URL is accepted too).",
+    )
+    database_replica_urls: list[str] = Field(default_factory=list, description="Read replicas for public GETs.")
+    reference_dir: Path = Field(default_factory=_default_reference_dir)
+    public_base_url: str = "http://127.0.0.1:8000"
+    pool_size: int = 10
+    pool_timeout_s: float = 1.0
+    statement_timeout_ms: int = 5000
+    default_limit: int = 50
+    max_limit: int = 1000
+    max_radius_m: int = 50_000
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _accept_plain_postgres_urls(cls, value: str) -> str:
+        # DATABASE_URL as Heroku/Docker write it ("postgres://" or "postgresql://") → psycopg 3 driver.
+        for prefix in ("postgres://", "postgresql://"):
+            if isinstance(value, str) and value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix):]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    import os
+
+    if "BRUSO_DATABASE_URL" not in os.environ and os.environ.get("DATABASE_URL"):
+        return Settings(BRUSO_DATABASE_URL=os.environ["DATABASE_URL"])
+    return Settings()

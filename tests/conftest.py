@@ -1,0 +1,110 @@
+"""Test fixtures: a fresh PostGIS database per test session, migrated by Alembic, loaded with the
+reference layers, the 2019 lookup lists, record 13219 and a small generated demo directory.
+
+The cluster is the one ``scripts/db.sh up`` starts (``scripts/test`` does that); point
+``BRUSO_TEST_ADMIN_URL`` elsewhere to use another server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine
+
+from app.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get("BRUSO_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5433/postgres")
+REFERENCE_DIR = Path(os.environ.get("BRUSO_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))
+LEGACY_DIR = REFERENCE_DIR / "socialbrussels-2019"
+DEMO_COUNT = 300
+DEMO_SEED = 7
+
+
+def _sqlalchemy_url(dbname: str) -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{dbname}"
+
+
+def create_database(prefix: str = "bruso_test") -> str:
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["configure_logger"] = False
+    return cfg
+
+
+@pytest.fixture
+def empty_db() -> Iterator[str]:
+    """A brand-new database with nothing in it (per test); yields its SQLAlchemy URL."""
+    name = create_database("bruso_empty")
+    try:
+        yield _sqlalchemy_url(name)
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def db_url() -> Iterator[str]:
+    """The session database, migrated to head by Alembic."""
+    name = create_database()
+    url = _sqlalchemy_url(name)
+    command.upgrade(alembic_config(url), "head")
+    try:
+        yield url
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def loaded(engine: Engine) -> Engine:
+    """Reference layers + 2019 lookup lists + record 13219 + DEMO_COUNT generated records."""
+    from app.demo import iter_records
+    from app.loaders.legacy import load_legacy, load_organisations
+    from app.loaders.reference import load_reference
+
+    with engine.begin() as conn:
+        load_reference(conn, REFERENCE_DIR)
+        load_legacy(conn, LEGACY_DIR)
+        records = (("demo", r) for r in iter_records(DEMO_COUNT, DEMO_SEED, REFERENCE_DIR) if r["id"] != 13219)
+        load_organisations(conn, records)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def settings(db_url: str) -> Settings:
+    return Settings(BRUSO_DATABASE_URL=db_url, reference_dir=REFERENCE_DIR, public_base_url="http://testserver")
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings, loaded: Engine) -> Iterator[TestClient]:
+    from app.main import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
