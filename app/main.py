@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
-from . import __version__, errors
+from . import __version__, errors, http
 from .db import make_async_engine
 from .routers import health, v1
 from .settings import Settings, get_settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.migration_head = migration_head()
     errors.install(app)
+    http.install(app)
     app.include_router(health.router)
     app.include_router(v1.router)
     return app

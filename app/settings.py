@@ -29,13 +29,17 @@ class Settings(BaseSettings):
     )
     database_replica_urls: list[str] = Field(default_factory=list, description="Read replicas for public GETs.")
     reference_dir: Path = Field(default_factory=_default_reference_dir)
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: str | None = Field(default=None, description="Public base URL for links; default: the request's own")
     pool_size: int = 10
     pool_timeout_s: float = 1.0
     statement_timeout_ms: int = 5000
     default_limit: int = 50
     max_limit: int = 1000
     max_radius_m: int = 50_000
+    cursor_secret: str = Field(
+        default="bruso-dev-cursor-secret",
+        description="HMAC key signing paging cursors; set the same value on every replica.",
+    )
 
     @field_validator("database_url", mode="before")
     @classmethod

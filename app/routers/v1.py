@@ -1,26 +1,234 @@
-"""The native API, version 1."""
+"""The native API, version 1: search and read activity places."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from .. import search
 from ..deps import read_connection, settings
-from ..errors import NotFound
+from ..errors import BadRequest, NotFound
+from ..http import base_url
+from ..search.criteria import CRITERIA_PARAMETERS, SORTS, Criteria, bad, parse_criteria
+from ..search.query import check_references
+from ..search.query import search as run_search
 from ..serialize import v1 as shape
 from ..settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
+PROBLEM = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 PROBLEM_RESPONSES = {
-    400: {"description": "Bad request", "content": {"application/problem+json": {}}},
-    404: {"description": "Not found", "content": {"application/problem+json": {}}},
+    400: {"description": "Bad request: a parameter is unknown or malformed (problem+json names it)", **PROBLEM},
+    404: {"description": "Not found", **PROBLEM},
+    503: {"description": "Database unavailable or query too slow; retry later", **PROBLEM},
 }
+FORMATS = {
+    "json": "application/json",
+    "geojson": "application/geo+json",
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+OUTPUT_PARAMETERS = {"lang", "f", "fields", "sort", "limit", "cursor", "sep"}
+
+
+def multi(request: Request) -> dict[str, list[str]]:
+    params = request.query_params
+    return {key: params.getlist(key) for key in params.keys()}
+
+
+def reject_unknown(params: dict, allowed: set[str] | frozenset[str]) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise BadRequest(
+            f"{unknown[0]}: unknown parameter" + (f" (also {', '.join(unknown[1:])})" if unknown[1:] else ""),
+            parameter=unknown[0],
+            unknown=unknown,
+        )
+
+
+def choose_lang(request: Request, params: dict) -> str | None:
+    """``lang`` wins; else the first of nl/fr in Accept-Language; else None (bilingual)."""
+    values = params.get("lang") or []
+    if values:
+        if len(values) > 1 or values[0] not in shape.LANGS:
+            raise bad("lang", "must be nl or fr")
+        return values[0]
+    for part in request.headers.get("accept-language", "").split(","):
+        code = part.split(";")[0].strip().lower()[:2]
+        if code in shape.LANGS:
+            return code
+    return None
+
+
+def choose_format(request: Request, params: dict, allowed: tuple[str, ...]) -> str:
+    values = params.get("f") or []
+    if values:
+        if len(values) > 1 or values[0] not in allowed:
+            raise bad("f", f"must be one of {', '.join(allowed)}")
+        return values[0]
+    accept = request.headers.get("accept", "")
+    for fmt in allowed:
+        if FORMATS[fmt].split(";")[0] in accept:
+            return fmt
+    return "json"
+
+
+def parse_limit(params: dict, cfg: Settings) -> int:
+    values = params.get("limit") or []
+    if not values:
+        return cfg.default_limit
+    if len(values) > 1 or not values[0].strip().lstrip("+").isdigit():
+        raise bad("limit", f"{values[-1]!r} is not a positive integer")
+    value = int(values[0])
+    if value < 1:
+        raise bad("limit", "must be at least 1")
+    return min(value, cfg.max_limit)  # clamped, not rejected
+
+
+def search_parameters(
+    q: Annotated[str | None, Query(description="Free text over NL+FR names, alternative names, activities, category titles and keywords; accent-, case- and typo-tolerant", examples=["ocmw"], max_length=200)] = None,
+    sector: Annotated[list[str] | None, Query(description="Sector ids (repeat or comma-separate: OR)", examples=["53"])] = None,
+    category: Annotated[list[str] | None, Query(description="Category ids; includes every category below them in the tree", examples=["489"])] = None,
+    accreditation: Annotated[list[str] | None, Query(description="Accreditation ids")] = None,
+    authority: Annotated[list[str] | None, Query(description="Accrediting authority ids")] = None,
+    commune: Annotated[list[str] | None, Query(description="Commune NIS codes", examples=["21015"])] = None,
+    postcode: Annotated[list[str] | None, Query(description="Postcodes", examples=["1030"])] = None,
+    quartier: Annotated[list[str] | None, Query(description="Monitoring-quartier codes", examples=["87"])] = None,
+    statistical_sector: Annotated[list[str] | None, Query(description="Statistical sector codes", examples=["21015A77-"])] = None,
+    action_zone: Annotated[list[str] | None, Query(description="Action zone ids")] = None,
+    offer_type: Annotated[list[str] | None, Query(description="Offer type ids")] = None,
+    language: Annotated[list[str] | None, Query(description="Offered language ids")] = None,
+    lang_status: Annotated[list[str] | None, Query(description="Language status: FR, NL or FR-NL")] = None,
+    legal_status: Annotated[list[str] | None, Query(description="Legal status ids")] = None,
+    enterprise_number: Annotated[list[str] | None, Query(description="BCE/KBO enterprise numbers", examples=["0212.347.945"])] = None,
+    near: Annotated[str | None, Query(description="lat,lon in WGS84; sorts by distance by default", examples=["50.8466,4.3528"])] = None,
+    radius: Annotated[str | None, Query(description="Radius in metres around near (0 < radius ≤ the configured maximum)", examples=["1000"])] = None,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat (CRS84), or Lambert 72 metres with bbox-crs", examples=["4.35,50.84,4.37,50.86"])] = None,
+    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="CRS of bbox: CRS84 (default) or EPSG:31370")] = None,
+    within: Annotated[list[str] | None, Query(description="Inside a commune (NIS), quartier or statistical sector polygon; prefix kind: to be explicit", examples=["quartier:87"])] = None,
+    updated_since: Annotated[str | None, Query(description="Only records changed since this ISO 8601 date or date-time")] = None,
+) -> None:
+    """Declares the search criteria for the OpenAPI document; parsing is done by parse_criteria."""
+
+
+async def criteria_from(request: Request, conn: AsyncConnection, cfg: Settings, extra: set[str]) -> tuple[Criteria, dict]:
+    params = multi(request)
+    reject_unknown(params, CRITERIA_PARAMETERS | extra)
+    criteria = parse_criteria(params, cfg.max_radius_m)
+    await check_references(conn, criteria)
+    return criteria, params
+
+
+def page_url(request: Request, cfg: Settings, params: dict, **override) -> str:
+    merged = {k: v for k, v in params.items() if k not in override}
+    for key, value in override.items():
+        if value is not None:
+            merged[key] = [value]
+    query = f"?{urlencode(merged, doseq=True)}" if merged else ""
+    return f"{base_url(request)}{request.url.path}{query}"
+
+
+def select_fields(doc: dict, fields: list[str] | None) -> dict:
+    if not fields:
+        return doc
+    return {k: doc[k] for k in ("id", *fields) if k in doc}
+
+
+def parse_fields(params: dict) -> list[str] | None:
+    from ..serialize.v1 import ORGANISATION_FIELDS
+
+    values = [f.strip() for v in params.get("fields") or [] for f in v.split(",") if f.strip()]
+    unknown = [f for f in values if f not in ORGANISATION_FIELDS]
+    if unknown:
+        raise bad("fields", f"unknown field(s) {', '.join(unknown)}; known: {', '.join(ORGANISATION_FIELDS)}")
+    return values or None
+
+
+@router.get(
+    "/organisations",
+    summary="Search published activity places by any combination of criteria",
+    responses={
+        200: {
+            "description": "A page of matching activity places",
+            "content": {k: {} for k in FORMATS.values() if k != "application/json"},
+        },
+        **PROBLEM_RESPONSES,
+    },
+)
+async def organisations(
+    request: Request,
+    conn: Annotated[AsyncConnection, Depends(read_connection)],
+    cfg: Annotated[Settings, Depends(settings)],
+    _criteria: Annotated[None, Depends(search_parameters)],
+    sort: Annotated[Literal["relevance", "name", "distance", "updated"] | None, Query(description="relevance (default with q), distance (default with near), name (default), updated")] = None,
+    limit: Annotated[str | None, Query(description="Page size, default 50, clamped at 1000", examples=["50"])] = None,
+    cursor: Annotated[str | None, Query(description="Opaque cursor from the previous page's next link")] = None,
+    lang: Annotated[Literal["nl", "fr"] | None, Query(description="Label language; else Accept-Language; else bilingual")] = None,
+    f: Annotated[Literal["json", "geojson", "csv", "xlsx"] | None, Query(description="Output format (else Accept)")] = None,
+    fields: Annotated[str | None, Query(description="Comma-separated top-level fields to return (id always)", examples=["name,address"])] = None,
+) -> Response:
+    criteria, params = await criteria_from(request, conn, cfg, OUTPUT_PARAMETERS)
+    sort_values = params.get("sort") or []
+    if sort_values and (len(sort_values) > 1 or sort_values[0] not in SORTS):
+        raise bad("sort", f"must be one of {', '.join(SORTS)}")
+    language = choose_lang(request, params)
+    fmt = choose_format(request, params, tuple(FORMATS))
+    wanted = parse_fields(params)
+    page = await run_search(
+        conn, criteria, sort=sort_values[0] if sort_values else None, limit=parse_limit(params, cfg),
+        cursor=(params.get("cursor") or [None])[0], lang=language or "fr", secret=cfg.cursor_secret,
+    )
+    rows = {r["id"]: r for r in await search.fetch_records(conn, page.ids)}
+    ordered = [rows[i] for i in page.ids if i in rows]
+    docs = []
+    for row in ordered:
+        doc = shape.organisation(row, base_url(request))
+        if page.distances:
+            doc["distance_m"] = round(page.distances[row["id"]], 1)
+        if page.scores:
+            doc["score"] = page.scores[row["id"]]
+        docs.append(select_fields(shape.in_language(doc, language), wanted))
+    next_url = page_url(request, cfg, params, cursor=page.next_cursor) if page.next_cursor else None
+    links = {"self": page_url(request, cfg, params), "next": next_url}
+    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+    if fmt == "geojson":
+        body = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": row["id"],
+                    "geometry": {"type": "Point", "coordinates": [round(row["lon"], 7), round(row["lat"], 7)]} if row["lon"] is not None else None,
+                    "properties": doc,
+                }
+                for row, doc in zip(ordered, docs)
+            ],
+            "numberMatched": page.number_matched,
+            "numberReturned": len(docs),
+            "links": [{"rel": rel, "href": href, "type": FORMATS["geojson"]} for rel, href in links.items() if href],
+        }
+        return Response(orjson.dumps(body), media_type=FORMATS["geojson"], headers=headers)
+    if fmt in ("csv", "xlsx"):
+        from ..serialize import tabular
+
+        if fmt == "csv":
+            sep = (params.get("sep") or [","])[0]
+            if sep not in (",", ";"):
+                raise bad("sep", "must be , or ;")
+            body_bytes = b"".join(tabular.csv_chunks(ordered, sep=sep))
+        else:
+            body_bytes = tabular.xlsx_bytes(ordered)
+        headers["Content-Disposition"] = f'attachment; filename="organisations.{fmt}"'
+        headers["X-Number-Matched"] = str(page.number_matched)
+        return Response(body_bytes, media_type=FORMATS[fmt], headers=headers)
+    body = {"items": docs, "numberMatched": page.number_matched, "numberReturned": len(docs), "links": links, "next_cursor": page.next_cursor}
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -29,11 +237,17 @@ PROBLEM_RESPONSES = {
     responses=PROBLEM_RESPONSES,
 )
 async def organisation(
+    request: Request,
     id: Annotated[int, Path(description="Legacy id of the activity place (stable, public)", ge=1, le=2**31 - 1)],
     conn: Annotated[AsyncConnection, Depends(read_connection)],
     cfg: Annotated[Settings, Depends(settings)],
+    lang: Annotated[Literal["nl", "fr"] | None, Query(description="Label language; else Accept-Language; else bilingual")] = None,
+    fields: Annotated[str | None, Query(description="Comma-separated top-level fields to return (id always)")] = None,
 ) -> Response:
+    params = multi(request)
+    reject_unknown(params, {"lang", "fields"})
     rows = await search.fetch_records(conn, [id])
     if not rows:
         raise NotFound(f"no published organisation with id {id}")
-    return Response(orjson.dumps(shape.organisation(rows[0], cfg.public_base_url)), media_type="application/json")
+    doc = shape.in_language(shape.organisation(rows[0], base_url(request)), choose_lang(request, params))
+    return Response(orjson.dumps(select_fields(doc, parse_fields(params))), media_type="application/json")

@@ -98,3 +98,45 @@ def organisation(row: dict, base_url: str) -> dict:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
+
+
+LANGS = ("nl", "fr")
+ORGANISATION_FIELDS = (
+    "id", "uuid", "url", "name", "alternative_names", "former_names", "service_names", "description", "activities",
+    "target_public", "opening_hours", "remark", "access_modes", "publications", "other_accreditations", "subsidies",
+    "contact", "enterprise_numbers", "legal_status", "lang_status", "is_interpreting", "type", "sectors", "categories",
+    "accreditations", "offered_languages", "offer_types", "action_zones", "start_date", "last_update", "address",
+    "created_at", "updated_at", "distance_m", "score", "lang", "lang_fallbacks",
+)
+
+
+def localise(doc, lang: str, path: str = "", fallbacks: dict | None = None):
+    """Turn every bilingual ``{"nl", "fr"}`` pair into the value of ``lang``.
+
+    Where that language has no value and the other has, the other's value is used and the field's
+    path is recorded in ``fallbacks`` (served as ``lang_fallbacks``): never a silent fallback.
+    """
+    if isinstance(doc, dict):
+        if doc.keys() == {"nl", "fr"}:
+            value = doc[lang]
+            other = "fr" if lang == "nl" else "nl"
+            if value in (None, [], "") and doc[other] not in (None, [], ""):
+                if fallbacks is not None:
+                    fallbacks[path] = other
+                return doc[other]
+            return value
+        return {k: localise(v, lang, f"{path}.{k}" if path else k, fallbacks) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [localise(v, lang, f"{path}[{i}]", fallbacks) for i, v in enumerate(doc)]
+    return doc
+
+
+def in_language(doc: dict, lang: str | None) -> dict:
+    """The bilingual document, or its one-language form with ``lang`` and ``lang_fallbacks``."""
+    if lang is None:
+        return doc
+    fallbacks: dict[str, str] = {}
+    out = localise(doc, lang, "", fallbacks)
+    out["lang"] = lang
+    out["lang_fallbacks"] = fallbacks
+    return out

@@ -1,0 +1,350 @@
+"""The query builder: Criteria → one SQL statement (filters, spatial predicates, ranking, keyset
+paging), plus the matching count. Every surface pages through ``search``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Integer, Numeric, Text
+
+from ..errors import BadRequest
+from ..models import LINKS, SRID, Commune, Organisation, Quartier, StatisticalSector
+from ..models.taxonomy import Accreditation, CategoryTree
+from .criteria import Criteria
+
+o = Organisation.__table__
+oc, oa, oz, ol, ot = (LINKS[k] for k in ("category", "accreditation", "action_zone", "language", "offer_type"))
+tree = CategoryTree.__table__
+accreditation = Accreditation.__table__
+
+# Bilingual equivalents users type for the same thing (both directions are listed).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "ocmw": ("cpas",), "cpas": ("ocmw",),
+    "vzw": ("asbl",), "asbl": ("vzw",),
+    "kbo": ("bce",), "bce": ("kbo",),
+    "caw": ("casg",), "casg": ("caw",),
+    "ggc": ("cocom",), "cocom": ("ggc",),
+    "vgc": ("cocof",), "cocof": ("vgc",),
+    "kinderdagverblijf": ("creche",), "creche": ("kinderdagverblijf",),
+}
+
+
+def fold(value: str) -> str:
+    """Python twin of SQL bruso_normalise(): strip accents, lower case."""
+    value = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in value if not unicodedata.combining(c)).lower()
+
+
+def tokens(q: str) -> list[str]:
+    return list(dict.fromkeys(t for t in re.split(r"[^\w]+", fold(q)) if len(t) >= 2))[:8]
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _token_match(token: str) -> ColumnElement[bool]:
+    """A token matches as a substring or, for 4+ letters, as a close word (typo-tolerant trigrams)."""
+    alternatives = []
+    for variant in (token, *SYNONYMS.get(token, ())):
+        alternatives.append(o.c.search_text.like(f"%{_escape_like(variant)}%"))
+        if len(variant) >= 4:
+            alternatives.append(o.c.search_text.op("%>")(literal(variant, Text)))
+    return or_(*alternatives)
+
+
+def query_point(criteria: Criteria):
+    lat, lon = criteria.near  # type: ignore[misc]
+    return func.ST_Transform(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326), SRID)
+
+
+def _bbox_geometry(criteria: Criteria):
+    x0, y0, x1, y1 = criteria.bbox  # type: ignore[misc]
+    envelope = func.ST_MakeEnvelope(x0, y0, x1, y1, criteria.bbox_crs)
+    if criteria.bbox_crs == SRID:
+        return envelope
+    # A WGS84 box is not a box in Lambert 72: densify its edges before transforming (once per query).
+    return func.ST_Transform(func.ST_Segmentize(envelope, 0.001), SRID)
+
+
+def _ids(values) -> ColumnElement:
+    return literal(list(values), ARRAY(Integer))
+
+
+def _texts(values) -> ColumnElement:
+    return literal(list(values), ARRAY(Text))
+
+
+def category_descendants(ids) -> ColumnElement:
+    """The categories asked for and every category below them in any sector's tree."""
+    base = select(func.unnest(_ids(ids)).label("id")).cte("wanted", recursive=True)
+    below = select(tree.c.category_id).join(base, tree.c.parent_category_id == base.c.id)
+    wanted = base.union(below)
+    return select(wanted.c.id).scalar_subquery()
+
+
+WITHIN_TABLES = {
+    "commune": (Commune.__table__, "nis_code"),
+    "quartier": (Quartier.__table__, "code"),
+    "statistical_sector": (StatisticalSector.__table__, "code"),
+}
+
+
+def filters(criteria: Criteria, public: bool = True) -> list[ColumnElement[bool]]:
+    c = criteria
+    conds: list[ColumnElement[bool]] = []
+    if public:
+        conds.append(o.c.publication_state == "published")
+    if c.ids:
+        conds.append(o.c.id == func.any(_ids(c.ids)))
+    if c.q:
+        for token in tokens(c.q):
+            conds.append(_token_match(token))
+    if c.category:
+        conds.append(
+            exists().where(oc.c.organisation_id == o.c.id, oc.c.category_id.in_(category_descendants(c.category)))
+        )
+    if c.sector:
+        conds.append(
+            exists().where(
+                oc.c.organisation_id == o.c.id,
+                tree.c.category_id == oc.c.category_id,
+                tree.c.sector_id == func.any(_ids(c.sector)),
+            )
+        )
+    if c.accreditation:
+        conds.append(exists().where(oa.c.organisation_id == o.c.id, oa.c.accreditation_id == func.any(_ids(c.accreditation))))
+    if c.authority:
+        conds.append(
+            exists().where(
+                oa.c.organisation_id == o.c.id,
+                accreditation.c.id == oa.c.accreditation_id,
+                accreditation.c.authority_id == func.any(_ids(c.authority)),
+            )
+        )
+    for values, table, column in (
+        (c.action_zone, oz, "action_zone_id"),
+        (c.offer_type, ot, "offer_type_id"),
+        (c.language, ol, "language_id"),
+    ):
+        if values:
+            conds.append(exists().where(table.c.organisation_id == o.c.id, table.c[column] == func.any(_ids(values))))
+    if c.commune:
+        conds.append(o.c.commune_nis == func.any(_texts(c.commune)))
+    if c.postcode:
+        conds.append(o.c.postcode == func.any(_ids(c.postcode)))
+    if c.quartier:
+        conds.append(o.c.quartier_code == func.any(_texts(c.quartier)))
+    if c.statistical_sector:
+        conds.append(o.c.statistical_sector_code == func.any(_texts(c.statistical_sector)))
+    if c.lang_status:
+        conds.append(o.c.lang_status == func.any(_texts(c.lang_status)))
+    if c.legal_status:
+        conds.append(o.c.legal_status_id == func.any(_ids(c.legal_status)))
+    if c.enterprise_number:
+        conds.append(o.c.enterprise_numbers.op("&&")(_texts(c.enterprise_number)))
+    if c.near is not None and c.radius is not None:
+        conds.append(func.ST_DWithin(o.c.geom, query_point(c), c.radius))
+    if c.bbox is not None:
+        conds.append(func.ST_Intersects(o.c.geom, _bbox_geometry(c)))
+    if c.within:
+        shapes = []
+        for kind, code in c.within:
+            table, key = WITHIN_TABLES[kind]
+            shapes.append(exists().where(table.c[key] == code, func.ST_Intersects(table.c.geom, o.c.geom)))
+        conds.append(or_(*shapes))
+    if c.updated_since is not None:
+        conds.append(o.c.updated_at >= c.updated_since)
+    return conds
+
+
+def relevance(criteria: Criteria) -> ColumnElement:
+    words = tokens(criteria.q or "")
+    if not words:
+        return literal(0.0, Float)
+    names = func.bruso_normalise(
+        func.concat_ws(" ", o.c.name_official_nl, o.c.name_official_fr,
+                       func.array_to_string(o.c.name_alternative_nl, " "), func.array_to_string(o.c.name_alternative_fr, " "))
+    )
+    score = literal(0.0, Float)
+    for word in words:
+        score = score + func.word_similarity(word, o.c.search_text) + 2 * func.word_similarity(word, names)
+    # rounded so that cursor keys compare exactly across pages
+    return func.round(score.cast(Numeric), 6).cast(Float)
+
+
+def name_key(lang: str) -> ColumnElement:
+    other = "fr" if lang == "nl" else "nl"
+    return func.bruso_normalise(func.coalesce(o.c[f"name_official_{lang}"], o.c[f"name_official_{other}"], ""))
+
+
+# ---------------------------------------------------------------- cursors
+
+
+@dataclass
+class Page:
+    ids: list[int]
+    number_matched: int
+    next_cursor: str | None
+    distances: dict[int, float] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+
+
+def _fingerprint(criteria: Criteria, sort: str, lang: str) -> str:
+    payload = orjson.dumps([criteria.model_dump(mode="json"), sort, lang], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def encode_cursor(secret: str, fingerprint: str, key: list) -> str:
+    body = base64.urlsafe_b64encode(orjson.dumps({"f": fingerprint, "k": key})).rstrip(b"=")
+    sig = hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]
+    return body.decode() + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+
+def decode_cursor(secret: str, fingerprint: str, cursor: str) -> list:
+    try:
+        body, sig = cursor.encode("ascii").split(b".", 1)
+        expected = base64.urlsafe_b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()[:12]).rstrip(b"=")
+        if not hmac.compare_digest(sig, expected):
+            raise ValueError
+        data = orjson.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
+    except (ValueError, UnicodeEncodeError, orjson.JSONDecodeError):
+        raise BadRequest("cursor: invalid or tampered cursor; start again without it", parameter="cursor") from None
+    if data.get("f") != fingerprint:
+        raise BadRequest("cursor: this cursor belongs to another query (criteria, sort or lang changed)", parameter="cursor")
+    return data["k"]
+
+
+def default_sort(criteria: Criteria) -> str:
+    if criteria.q:
+        return "relevance"
+    if criteria.near is not None:
+        return "distance"
+    return "name"
+
+
+async def search(
+    conn: AsyncConnection,
+    criteria: Criteria,
+    *,
+    sort: str | None,
+    limit: int,
+    cursor: str | None,
+    lang: str,
+    secret: str,
+    public: bool = True,
+    count: bool = True,
+) -> Page:
+    """One page of matching organisation ids in a stable order, the total, and the next cursor."""
+    sort = sort or default_sort(criteria)
+    if sort == "distance" and criteria.near is None:
+        raise BadRequest("sort: sort=distance needs near=lat,lon", parameter="sort")
+    if sort == "relevance" and not criteria.q:
+        raise BadRequest("sort: sort=relevance needs q", parameter="sort")
+    conds = filters(criteria, public)
+    distance = func.ST_Distance(o.c.geom, query_point(criteria)) if criteria.near is not None else None
+
+    if sort == "relevance":
+        key, descending = relevance(criteria), True
+    elif sort == "distance":
+        key, descending = distance, False
+    elif sort == "updated":
+        key, descending = o.c.updated_at, True
+    else:
+        key, descending = name_key(lang), False
+
+    fingerprint = _fingerprint(criteria, sort, lang)
+    page_conds = list(conds)
+    if cursor:
+        last_key, last_id = decode_cursor(secret, fingerprint, cursor)
+        if sort == "updated":
+            page_conds.append(tuple_(o.c.updated_at, o.c.id) < tuple_(literal(last_key).cast(o.c.updated_at.type), last_id))
+        elif descending:  # relevance: higher score first, ties by id
+            page_conds.append(or_(key < last_key, and_(key == last_key, o.c.id > last_id)))
+        else:
+            if sort == "distance":
+                page_conds.append(or_(key > last_key, and_(key == last_key, o.c.id > last_id)))
+            else:
+                page_conds.append(tuple_(key, o.c.id) > tuple_(literal(last_key, Text), last_id))
+
+    columns = [o.c.id, key.label("sort_key")]
+    if distance is not None:
+        columns.append(distance.label("distance"))
+    order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
+    if sort == "distance":  # the KNN operator lets the GiST index drive the order
+        order = [o.c.geom.op("<->")(query_point(criteria)), o.c.id.asc()]
+    stmt = select(*columns).where(and_(true(), *page_conds)).order_by(*order).limit(limit + 1)
+    rows = (await conn.execute(stmt)).all()
+
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if more and rows:
+        last = rows[-1]
+        last_key = last.sort_key.isoformat() if sort == "updated" else last.sort_key
+        next_cursor = encode_cursor(secret, fingerprint, [last_key, last.id])
+    matched = -1
+    if count:
+        matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
+    return Page(
+        ids=[r.id for r in rows],
+        number_matched=matched,
+        next_cursor=next_cursor,
+        distances={r.id: r.distance for r in rows} if distance is not None else {},
+        scores={r.id: r.sort_key for r in rows} if sort == "relevance" else {},
+    )
+
+
+# ---------------------------------------------------------------- unknown ids → 400
+
+ID_TABLES = {
+    "sector": "sector", "category": "category", "accreditation": "accreditation", "authority": "authority",
+    "action_zone": "action_zone", "offer_type": "offer_type", "language": "language", "legal_status": "legal_status",
+    "commune": "commune", "quartier": "quartier", "statistical_sector": "statistical_sector", "postcode": "postcode",
+}
+_KEYS = {"commune": "nis_code", "quartier": "code", "statistical_sector": "code", "postcode": "postcode"}
+
+
+async def check_references(conn: AsyncConnection, criteria: Criteria) -> None:
+    """Every id or code named in the criteria exists; else a 400 listing the unknown ones."""
+    unknown: dict[str, list] = {}
+    for name, table in ID_TABLES.items():
+        values = list(getattr(criteria, name))
+        if not values:
+            continue
+        key = _KEYS.get(name, "id")
+        typ = ARRAY(Text) if isinstance(values[0], str) else ARRAY(Integer)
+        found = (await conn.execute(text(f"SELECT {key} FROM {table} WHERE {key} = ANY(:v)"), {"v": literal(values, typ).value})).scalars()
+        missing = sorted(set(values) - set(found))
+        if missing:
+            unknown[name] = missing
+    for kind, code in criteria.within:
+        table, key = WITHIN_TABLES[kind]
+        if not (await conn.execute(select(exists().where(table.c[key] == code)))).scalar():
+            unknown.setdefault("within", []).append(f"{kind}:{code}")
+    if unknown:
+        detail = "; ".join(f"{k}: unknown {', '.join(map(str, v))}" for k, v in unknown.items())
+        raise BadRequest(detail, unknown=unknown, parameter=next(iter(unknown)))
