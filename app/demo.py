@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import random
 import re
-import unicodedata
 from bisect import bisect
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import orjson
+
+from .identifiers import BOJ_URL
+from .text import fold as _fold
 
 __all__ = [
     "EXTENSION_KEYS",
@@ -216,7 +218,6 @@ _LANGUAGE_BOUND = (
 )
 _FR_TEXT_KEYS = tuple((f"{k}Fr", empty) for k, empty in _LANGUAGE_BOUND)
 _NL_TEXT_KEYS = tuple((f"{k}Nl", empty) for k, empty in _LANGUAGE_BOUND)
-BOJ_URL = "http://www.ejustice.just.fgov.be/cgi_tsv/tsv_rech.pl?language={lang}&btw={digits}&liste=Liste"
 EMAIL_USERS = ("info", "info", "contact", "accueil", "secretariat")
 _POSTCODE = re.compile(r"(?<!\d)(1\d{3})(?!\d)")
 
@@ -227,8 +228,7 @@ _POSTCODE = re.compile(r"(?<!\d)(1\d{3})(?!\d)")
 
 def fold(text: str) -> str:
     """Lower case without accents and surrounding spaces (for matching labels)."""
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _fold(text.strip())
 
 
 def enterprise_check_digits(first8: int) -> int:

@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
-from . import __version__, errors, http
+from . import __version__, errors, http, openapi
 from .db import make_async_engine
 from .routers import health, v1
 from .settings import Settings, get_settings
@@ -38,11 +38,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Open data of the bilingual social map of the Brussels-Capital Region (NL/FR).",
         lifespan=lifespan,
+        docs_url=None,
+        generate_unique_id_function=lambda route: route.name,  # operationIds = handler names
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.migration_head = migration_head()
     errors.install(app)
     http.install(app)
+    openapi.install(app)
     app.include_router(health.router)
     app.include_router(v1.router)
     return app

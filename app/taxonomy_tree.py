@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+
+from .text import fold
 
 _WORD = re.compile(r"[a-z]{4,}")
 _STOP = set(
@@ -35,14 +36,9 @@ _STOP = set(
 )
 
 
-def _fold(text: str | None) -> str:
-    text = unicodedata.normalize("NFKD", text or "")
-    return "".join(c for c in text if not unicodedata.combining(c)).lower()
-
-
 def words(text: str | None) -> set[str]:
     """Distinctive word stems (first 6 letters) of a text, accents and case folded."""
-    return {w[:6] for w in _WORD.findall(_fold(text)) if w not in _STOP}
+    return {w[:6] for w in _WORD.findall(fold(text)) if w not in _STOP}
 
 
 def _profile(weighted: Iterable[tuple[str | None, float]]) -> Counter:

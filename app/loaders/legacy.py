@@ -635,6 +635,9 @@ def _apply(conn: Connection, report: OrganisationReport) -> None:
         conn.execute(text("UPDATE organisation SET updated_at = now() WHERE id = ANY(:ids)"), {"ids": list(link_only)})
     if changed:
         refresh_search_text(conn, list(changed))
+        conn.execute(text("REFRESH MATERIALIZED VIEW search_word"))
+        conn.execute(text("ANALYZE organisation, organisation_category, organisation_accreditation, "
+                          "organisation_language, organisation_offer_type, organisation_action_zone"))
     report.created = len(created)
     report.updated = len(changed - created)
     report.unchanged = report.read - report.created - report.updated

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -134,6 +135,10 @@ class Organisation(Base):
         Index("ix_organisation_statistical_sector_code", "statistical_sector_code"),
         Index("ix_organisation_postcode", "postcode"),
         Index("ix_organisation_updated_at", "updated_at", "id"),
+        Index("ix_organisation_lang_status", "lang_status"),
+        # keyset paging by name walks these (see app/search/query.py name_key)
+        Index("ix_organisation_name_key_fr", text("bruso_normalise(COALESCE(name_official_fr, name_official_nl, ''))"), "id"),
+        Index("ix_organisation_name_key_nl", text("bruso_normalise(COALESCE(name_official_nl, name_official_fr, ''))"), "id"),
         Index("ix_organisation_enterprise_numbers", "enterprise_numbers", postgresql_using="gin"),
         Index(
             "ix_organisation_search_text_trgm",

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
-from .. import search
+from .. import schemas, search
 from ..deps import read_connection, settings
 from ..errors import BadRequest, NotFound
 from ..http import base_url
@@ -22,7 +22,7 @@ from ..settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
-PROBLEM = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+PROBLEM = {"content": {"application/problem+json": {}}}  # schema: Problem (app/openapi.py)
 PROBLEM_RESPONSES = {
     400: {"description": "Bad request: a parameter is unknown or malformed (problem+json names it)", **PROBLEM},
     404: {"description": "Not found", **PROBLEM},
@@ -155,13 +155,14 @@ def parse_fields(params: dict) -> list[str] | None:
     summary="Search published activity places by any combination of criteria",
     responses={
         200: {
-            "description": "A page of matching activity places",
+            "model": schemas.OrganisationPage,
+            "description": "A page of matching activity places (GeoJSON, CSV and XLSX with f= or Accept)",
             "content": {k: {} for k in FORMATS.values() if k != "application/json"},
         },
         **PROBLEM_RESPONSES,
     },
 )
-async def organisations(
+async def search_organisations(
     request: Request,
     conn: Annotated[AsyncConnection, Depends(read_connection)],
     cfg: Annotated[Settings, Depends(settings)],
@@ -234,9 +235,9 @@ async def organisations(
 @router.get(
     "/organisations/{id}",
     summary="One activity place, bilingual, with its full record and address",
-    responses=PROBLEM_RESPONSES,
+    responses={200: {"model": schemas.Organisation, "description": "The activity place"}, **PROBLEM_RESPONSES},
 )
-async def organisation(
+async def get_organisation(
     request: Request,
     id: Annotated[int, Path(description="Legacy id of the activity place (stable, public)", ge=1, le=2**31 - 1)],
     conn: Annotated[AsyncConnection, Depends(read_connection)],

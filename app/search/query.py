@@ -8,7 +8,6 @@ import base64
 import hashlib
 import hmac
 import re
-import unicodedata
 from dataclasses import dataclass, field
 
 import orjson
@@ -16,23 +15,26 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     and_,
+    case,
+    column,
     exists,
     func,
     literal,
-    literal_column,
     or_,
     select,
     text,
+    table,
     true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import Integer, Numeric, Text
+from sqlalchemy.types import Integer, Text
 
 from ..errors import BadRequest
 from ..models import LINKS, SRID, Commune, Organisation, Quartier, StatisticalSector
 from ..models.taxonomy import Accreditation, CategoryTree
+from ..text import fold
 from .criteria import Criteria
 
 o = Organisation.__table__
@@ -52,12 +54,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def fold(value: str) -> str:
-    """Python twin of SQL bruso_normalise(): strip accents, lower case."""
-    value = unicodedata.normalize("NFKD", value)
-    return "".join(c for c in value if not unicodedata.combining(c)).lower()
-
-
 def tokens(q: str) -> list[str]:
     return list(dict.fromkeys(t for t in re.split(r"[^\w]+", fold(q)) if len(t) >= 2))[:8]
 
@@ -66,14 +62,32 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _token_match(token: str) -> ColumnElement[bool]:
-    """A token matches as a substring or, for 4+ letters, as a close word (typo-tolerant trigrams)."""
-    alternatives = []
-    for variant in (token, *SYNONYMS.get(token, ())):
-        alternatives.append(o.c.search_text.like(f"%{_escape_like(variant)}%"))
-        if len(variant) >= 4:
-            alternatives.append(o.c.search_text.op("%>")(literal(variant, Text)))
-    return or_(*alternatives)
+search_word = table("search_word", column("word", Text))
+
+Terms = dict[str, tuple[str, ...]]
+
+
+async def expand_terms(conn: AsyncConnection, q: str | None) -> Terms:
+    """Each query word → itself, its bilingual synonyms and, for 4+ letters, the closest words of the
+    published vocabulary (trigram similarity ≥ 0.45): the typo tolerance, resolved once per query."""
+    terms: Terms = {}
+    for token in tokens(q or ""):
+        variants = [token, *SYNONYMS.get(token, ())]
+        if len(token) >= 4:
+            similarity = func.similarity(search_word.c.word, token)
+            close = await conn.execute(
+                select(search_word.c.word)
+                .where(search_word.c.word.op("%")(token), similarity >= 0.45)
+                .order_by(similarity.desc(), search_word.c.word)
+                .limit(6)
+            )
+            variants += [w for w in close.scalars() if w not in variants]
+        terms[token] = tuple(variants)
+    return terms
+
+
+def _contains_any(column, variants) -> ColumnElement[bool]:
+    return or_(*(column.like(f"%{_escape_like(v)}%") for v in variants))
 
 
 def query_point(criteria: Criteria):
@@ -113,7 +127,8 @@ WITHIN_TABLES = {
 }
 
 
-def filters(criteria: Criteria, public: bool = True) -> list[ColumnElement[bool]]:
+def filters(criteria: Criteria, terms: Terms | None = None, public: bool = True) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a search (see ``where`` for the typo-tolerant form of ``q``)."""
     c = criteria
     conds: list[ColumnElement[bool]] = []
     if public:
@@ -121,8 +136,10 @@ def filters(criteria: Criteria, public: bool = True) -> list[ColumnElement[bool]
     if c.ids:
         conds.append(o.c.id == func.any(_ids(c.ids)))
     if c.q:
-        for token in tokens(c.q):
-            conds.append(_token_match(token))
+        if terms is None:
+            terms = {t: (t, *SYNONYMS.get(t, ())) for t in tokens(c.q)}
+        for variants in terms.values():
+            conds.append(_contains_any(o.c.search_text, variants))
     if c.category:
         conds.append(
             exists().where(oc.c.organisation_id == o.c.id, oc.c.category_id.in_(category_descendants(c.category)))
@@ -181,19 +198,30 @@ def filters(criteria: Criteria, public: bool = True) -> list[ColumnElement[bool]
     return conds
 
 
-def relevance(criteria: Criteria) -> ColumnElement:
-    words = tokens(criteria.q or "")
-    if not words:
-        return literal(0.0, Float)
-    names = func.bruso_normalise(
-        func.concat_ws(" ", o.c.name_official_nl, o.c.name_official_fr,
-                       func.array_to_string(o.c.name_alternative_nl, " "), func.array_to_string(o.c.name_alternative_fr, " "))
-    )
-    score = literal(0.0, Float)
-    for word in words:
-        score = score + func.word_similarity(word, o.c.search_text) + 2 * func.word_similarity(word, names)
-    # rounded so that cursor keys compare exactly across pages
-    return func.round(score.cast(Numeric), 6).cast(Float)
+async def where(conn: AsyncConnection, criteria: Criteria, public: bool = True) -> list[ColumnElement[bool]]:
+    """The WHERE conditions every surface uses (``q`` expanded against the vocabulary)."""
+    terms = await expand_terms(conn, criteria.q) if criteria.q else None
+    return filters(criteria, terms, public)
+
+
+NAMES = func.bruso_normalise(
+    func.concat_ws(" ", o.c.name_official_nl, o.c.name_official_fr,
+                   func.array_to_string(o.c.name_alternative_nl, " "), func.array_to_string(o.c.name_alternative_fr, " "))
+)
+
+
+def relevance(terms: Terms) -> ColumnElement:
+    """Per query word: 2 when a name contains it (or a close variant), 1 more for the exact word in
+    the text, 0.5 for a variant in the text. Computed only on the matching rows."""
+    score: ColumnElement = literal(0.0, Float)
+    for token, variants in terms.items():
+        score = (
+            score
+            + case((_contains_any(NAMES, variants), 2.0), else_=0.0)
+            + case((o.c.search_text.like(f"%{_escape_like(token)}%"), 1.0), else_=0.0)
+            + case((_contains_any(o.c.search_text, variants), 0.5), else_=0.0)
+        )
+    return score
 
 
 def name_key(lang: str) -> ColumnElement:
@@ -264,11 +292,12 @@ async def search(
         raise BadRequest("sort: sort=distance needs near=lat,lon", parameter="sort")
     if sort == "relevance" and not criteria.q:
         raise BadRequest("sort: sort=relevance needs q", parameter="sort")
-    conds = filters(criteria, public)
+    terms = await expand_terms(conn, criteria.q) if criteria.q else {}
+    conds = filters(criteria, terms or None, public)
     distance = func.ST_Distance(o.c.geom, query_point(criteria)) if criteria.near is not None else None
 
     if sort == "relevance":
-        key, descending = relevance(criteria), True
+        key, descending = relevance(terms), True
     elif sort == "distance":
         key, descending = distance, False
     elif sort == "updated":
