@@ -308,3 +308,27 @@ def test_unknown_ids_are_listed(client):
 def test_limit_is_clamped_not_rejected(client):
     body = client.get("/v1/organisations", params={"limit": 5000, "fields": "id"}).json()
     assert body["numberReturned"] == min(1000, body["numberMatched"])
+
+
+def test_csv_and_xlsx_exports_follow_the_search(client, fixtures):
+    import csv
+    import io
+
+    from openpyxl import load_workbook
+
+    from app.serialize.tabular import COLUMNS, parse_header
+
+    r = client.get("/v1/organisations", params={"f": "csv", "commune": "21015", "limit": 1000, "sep": ";"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig")), delimiter=";"))
+    assert [parse_header(h) for h in rows[0]] == [c.key for c in COLUMNS]
+    ids = {int(row[0]) for row in rows[1:]}
+    assert ids == set(all_ids(client, {"commune": "21015"})) and int(r.headers["x-number-matched"]) == len(ids)
+    x = client.get("/v1/organisations", params={"f": "xlsx", "commune": "21015", "limit": 1000})
+    assert x.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    sheet = load_workbook(io.BytesIO(x.content)).active
+    values = list(sheet.iter_rows(values_only=True))
+    assert len(values) == len(ids) + 1 and {v[0] for v in values[1:]} == ids
+    assert all(isinstance(v[0], int) for v in values[1:])
+    assert client.get("/v1/organisations", params={"f": "csv", "sep": "|"}).status_code == 400

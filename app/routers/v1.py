@@ -17,6 +17,7 @@ from ..http import base_url
 from ..search.criteria import CRITERIA_PARAMETERS, SORTS, Criteria, bad, parse_criteria
 from ..search.query import check_references
 from ..search.query import search as run_search
+from ..serialize import geojson, tabular
 from ..serialize import v1 as shape
 from ..settings import Settings
 
@@ -199,25 +200,14 @@ async def search_organisations(
     links = {"self": page_url(request, cfg, params), "next": next_url}
     headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
     if fmt == "geojson":
-        body = {
-            "type": "FeatureCollection",
-            "features": [
-                {
-                    "type": "Feature",
-                    "id": row["id"],
-                    "geometry": {"type": "Point", "coordinates": [round(row["lon"], 7), round(row["lat"], 7)]} if row["lon"] is not None else None,
-                    "properties": doc,
-                }
-                for row, doc in zip(ordered, docs)
-            ],
-            "numberMatched": page.number_matched,
-            "numberReturned": len(docs),
-            "links": [{"rel": rel, "href": href, "type": FORMATS["geojson"]} for rel, href in links.items() if href],
-        }
+        body = geojson.feature_collection(
+            (geojson.feature(row, doc) for row, doc in zip(ordered, docs)),
+            number_matched=page.number_matched,
+            number_returned=len(docs),
+            links=[{"rel": rel, "href": href, "type": FORMATS["geojson"]} for rel, href in links.items() if href],
+        )
         return Response(orjson.dumps(body), media_type=FORMATS["geojson"], headers=headers)
     if fmt in ("csv", "xlsx"):
-        from ..serialize import tabular
-
         if fmt == "csv":
             sep = (params.get("sep") or [","])[0]
             if sep not in (",", ";"):

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Text
 
 from ..errors import BadRequest
+from ..geo.crs import to_lambert72
 from ..models import LINKS, SRID, Commune, Organisation, Quartier, StatisticalSector
 from ..models.taxonomy import Accreditation, CategoryTree
 from ..text import fold
@@ -91,8 +92,10 @@ def _contains_any(column, variants) -> ColumnElement[bool]:
 
 
 def query_point(criteria: Criteria):
+    """The near= point in Lambert 72, transformed here once so the planner sees a constant."""
     lat, lon = criteria.near  # type: ignore[misc]
-    return func.ST_Transform(func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326), SRID)
+    x, y = to_lambert72(lon, lat)
+    return func.ST_SetSRID(func.ST_MakePoint(literal(x, Float), literal(y, Float)), SRID)
 
 
 def _bbox_geometry(criteria: Criteria):
@@ -112,12 +115,12 @@ def _texts(values) -> ColumnElement:
     return literal(list(values), ARRAY(Text))
 
 
-def category_descendants(ids) -> ColumnElement:
-    """The categories asked for and every category below them in any sector's tree."""
+async def category_descendants(conn: AsyncConnection, ids) -> tuple[int, ...]:
+    """The categories asked for and every category below them in any sector's tree (resolved
+    before the search so that the planner sees the real list)."""
     base = select(func.unnest(_ids(ids)).label("id")).cte("wanted", recursive=True)
-    below = select(tree.c.category_id).join(base, tree.c.parent_category_id == base.c.id)
-    wanted = base.union(below)
-    return select(wanted.c.id).scalar_subquery()
+    wanted = base.union(select(tree.c.category_id).join(base, tree.c.parent_category_id == base.c.id))
+    return tuple(sorted((await conn.execute(select(wanted.c.id))).scalars()))
 
 
 WITHIN_TABLES = {
@@ -127,22 +130,40 @@ WITHIN_TABLES = {
 }
 
 
-def filters(criteria: Criteria, terms: Terms | None = None, public: bool = True) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of a search (see ``where`` for the typo-tolerant form of ``q``)."""
+@dataclass(frozen=True)
+class Resolved:
+    """What the criteria expand to in the database: close words for q, category descendants."""
+
+    terms: Terms | None = None
+    categories: tuple[int, ...] = ()
+
+
+async def resolve(conn: AsyncConnection, criteria: Criteria) -> Resolved:
+    return Resolved(
+        terms=await expand_terms(conn, criteria.q) if criteria.q else None,
+        categories=await category_descendants(conn, criteria.category) if criteria.category else (),
+    )
+
+
+def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool = True) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of a search. Without ``resolved`` (see ``where``), q matches exact words
+    and synonyms only and a category matches itself only."""
     c = criteria
+    resolved = resolved or Resolved()
     conds: list[ColumnElement[bool]] = []
     if public:
         conds.append(o.c.publication_state == "published")
     if c.ids:
         conds.append(o.c.id == func.any(_ids(c.ids)))
     if c.q:
+        terms = resolved.terms
         if terms is None:
             terms = {t: (t, *SYNONYMS.get(t, ())) for t in tokens(c.q)}
         for variants in terms.values():
             conds.append(_contains_any(o.c.search_text, variants))
     if c.category:
         conds.append(
-            exists().where(oc.c.organisation_id == o.c.id, oc.c.category_id.in_(category_descendants(c.category)))
+            exists().where(oc.c.organisation_id == o.c.id, oc.c.category_id == func.any(_ids(resolved.categories or c.category)))
         )
     if c.sector:
         conds.append(
@@ -200,8 +221,7 @@ def filters(criteria: Criteria, terms: Terms | None = None, public: bool = True)
 
 async def where(conn: AsyncConnection, criteria: Criteria, public: bool = True) -> list[ColumnElement[bool]]:
     """The WHERE conditions every surface uses (``q`` expanded against the vocabulary)."""
-    terms = await expand_terms(conn, criteria.q) if criteria.q else None
-    return filters(criteria, terms, public)
+    return filters(criteria, await resolve(conn, criteria), public)
 
 
 NAMES = func.bruso_normalise(
@@ -292,12 +312,12 @@ async def search(
         raise BadRequest("sort: sort=distance needs near=lat,lon", parameter="sort")
     if sort == "relevance" and not criteria.q:
         raise BadRequest("sort: sort=relevance needs q", parameter="sort")
-    terms = await expand_terms(conn, criteria.q) if criteria.q else {}
-    conds = filters(criteria, terms or None, public)
+    resolved = await resolve(conn, criteria)
+    conds = filters(criteria, resolved, public)
     distance = func.ST_Distance(o.c.geom, query_point(criteria)) if criteria.near is not None else None
 
     if sort == "relevance":
-        key, descending = relevance(terms), True
+        key, descending = relevance(resolved.terms or {}), True
     elif sort == "distance":
         key, descending = distance, False
     elif sort == "updated":
@@ -322,11 +342,12 @@ async def search(
     columns = [o.c.id, key.label("sort_key")]
     if distance is not None:
         columns.append(distance.label("distance"))
-    order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
-    if sort == "distance":  # the KNN operator lets the GiST index drive the order
-        order = [o.c.geom.op("<->")(query_point(criteria)), o.c.id.asc()]
-    stmt = select(*columns).where(and_(true(), *page_conds)).order_by(*order).limit(limit + 1)
-    rows = (await conn.execute(stmt)).all()
+    if sort == "distance":
+        rows = await _nearest(conn, columns, page_conds, criteria, limit + 1)
+    else:
+        order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
+        stmt = select(*columns).where(and_(true(), *page_conds)).order_by(*order).limit(limit + 1)
+        rows = (await conn.execute(stmt)).all()
 
     more = len(rows) > limit
     rows = rows[:limit]
@@ -345,6 +366,27 @@ async def search(
         distances={r.id: r.distance for r in rows} if distance is not None else {},
         scores={r.id: r.sort_key for r in rows} if sort == "relevance" else {},
     )
+
+
+async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, wanted: int) -> list:
+    """The ``wanted`` nearest rows in (distance, id) order, driven by the GiST KNN operator.
+
+    PostgreSQL only walks the index for ``ORDER BY geom <-> point`` alone, which leaves ties in any
+    order; so fetch k candidates, keep those strictly nearer than the k-th (a complete set), and
+    widen k until that is enough or the candidates run out. Ties then sort by id, as cursors need.
+    """
+    k = wanted
+    while True:
+        stmt = select(*columns).where(and_(true(), *conds)).order_by(o.c.geom.op("<->")(query_point(criteria))).limit(k)
+        rows = (await conn.execute(stmt)).all()
+        if len(rows) < k:
+            complete = rows
+            break
+        complete = [r for r in rows if r.distance < rows[-1].distance]
+        if len(complete) >= wanted:
+            break
+        k *= 4
+    return sorted(complete, key=lambda r: (r.distance, r.id))[:wanted]
 
 
 # ---------------------------------------------------------------- unknown ids → 400
