@@ -22,7 +22,9 @@ def make_async_engine(settings: Settings, url: str | None = None) -> AsyncEngine
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         pool_timeout=settings.pool_timeout_s,
-        pool_pre_ping=True,
+        # no pre-ping round trip per request: a connection broken by a restart fails one request
+        # (503) and is discarded by the pool, which reconnects by itself
+        pool_pre_ping=False,
         connect_args=_connect_args(settings),
     )
 

@@ -72,3 +72,24 @@ def test_lambert72_wgs84_agree_with_the_record_within_1m(loaded):
             text("SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID(ST_MakePoint(152302, 171263), 31370), 4326) p")
         ).one()
     assert _metres(plon, plat, *WGS84_13219) < 1.0
+
+
+def test_any_declared_crs_is_honoured(loaded):
+    """The CRS84 and Lambert 72 files of the same layer give the same polygons once loaded."""
+    import orjson
+
+    from app.loaders.reference import declared_srid
+
+    wgs = orjson.loads((REFERENCE_DIR / "geo" / "communes.geojson").read_bytes())
+    l72 = orjson.loads((REFERENCE_DIR / "geo" / "communes_31370.geojson").read_bytes())
+    assert declared_srid(wgs) == 4326 and declared_srid(l72) == 31370
+    feature = next(f for f in wgs["features"] if f["properties"]["nis_code"] == "21015")
+    with loaded.connect() as conn:
+        ratio, distance = conn.execute(
+            text(
+                "SELECT ST_Area(g) / ST_Area(c.geom), ST_HausdorffDistance(g, c.geom) FROM commune c, "
+                "ST_Transform(ST_SetSRID(ST_GeomFromGeoJSON(:g), 4326), 31370) g WHERE c.nis_code = '21015'"
+            ),
+            {"g": orjson.dumps(feature["geometry"]).decode()},
+        ).one()
+    assert abs(ratio - 1) < 0.001 and distance < 2.0
