@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import time
 from email.utils import format_datetime, parsedate_to_datetime
 
 from fastapi import FastAPI, Request
@@ -32,15 +31,10 @@ def base_url(request: Request) -> str:
 
 
 async def data_version(request: Request) -> dt.datetime | None:
-    """When the public data last changed (cached for a few seconds per process)."""
-    state = request.app.state
-    cached = getattr(state, "data_version", None)
-    if cached and time.monotonic() - cached[0] < 5:
-        return cached[1]
-    async with state.read_engines[0].connect() as conn:
-        value = (await conn.execute(text("SELECT max(updated_at) FROM organisation"))).scalar()
-    state.data_version = (time.monotonic(), value)
-    return value
+    """When the public data last changed: one index-only lookup (no per-process cache, so that
+    Last-Modified and If-Modified-Since agree on every replica)."""
+    async with request.app.state.read_engines[0].connect() as conn:
+        return (await conn.execute(text("SELECT max(updated_at) FROM organisation"))).scalar()
 
 
 class ConditionalGet(BaseHTTPMiddleware):

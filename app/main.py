@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from . import __version__, errors, http, openapi
 from .db import make_async_engine
-from .routers import health, v1
+from .routers import health, v1, v1_reference
 from .settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi.install(app)
     app.include_router(health.router)
     app.include_router(v1.router)
+    app.include_router(v1_reference.router)
     return app
 
 

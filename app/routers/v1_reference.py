@@ -32,20 +32,7 @@ router = APIRouter(prefix="/v1", tags=["v1 reference"])
 CACHE_CONTROL = "public, max-age=300"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
-PROBLEM_SCHEMA = {
-    "type": "object",
-    "description": "RFC 9457 problem details",
-    "properties": {
-        "type": {"type": "string", "example": "about:blank"},
-        "title": {"type": "string", "example": "Bad Request"},
-        "status": {"type": "integer", "example": 400},
-        "detail": {"type": "string", "example": "foo: unknown parameter"},
-        "instance": {"type": "string", "example": "/v1/sectors"},
-        "parameter": {"type": "string", "description": "the offending query parameter", "example": "foo"},
-    },
-    "required": ["type", "title", "status", "detail"],
-}
-_PROBLEM = {"content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}}}
+_PROBLEM = {"content": {"application/problem+json": {}}}  # schema: Problem (app/openapi.py)
 R400 = {400: {"description": "Bad request: an unknown parameter or a bad value (named in the problem)", **_PROBLEM}}
 R404 = {404: {"description": "No such id", **_PROBLEM}}
 R503 = {503: {"description": "Database unavailable or query too slow; retry later", **_PROBLEM}}
@@ -73,7 +60,7 @@ Format = Annotated[
 
 def _params(request: Request, allowed: set[str] | frozenset[str]) -> dict[str, list[str]]:
     """The query string as a multi-dict; an unknown parameter is a 400 naming it."""
-    params = {key: request.query_params.getlist(key) for key in request.query_params.keys()}
+    params = {key: request.query_params.getlist(key) for key in request.query_params}
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise BadRequest(f"{unknown[0]}: unknown parameter", parameter=unknown[0], unknown=unknown)
@@ -353,8 +340,9 @@ async def suggest(
     request: Request,
     conn: Connection,
     q: Annotated[str, Query(description="What the user typed (1 to 100 characters)", min_length=1, max_length=100, examples=["schaer"])],
-    type: Annotated[  # declared as a list of strings so that comma lists pass; values checked below
-        list[str],
+    # a plain list of strings (OpenAPI: array of the enum) so that comma lists pass; values checked below
+    type: Annotated[
+        list[str],  # noqa: RUF013 - None means "every type"; not Optional, to keep the documented array schema
         Query(
             description="Only these kinds (repeat or comma-separate); default all: " + ", ".join(ref.SUGGEST_TYPES),
             examples=[["commune", "street"]],

@@ -11,7 +11,8 @@ Counting rules (published organisations only, each organisation counted once per
 * category (a node of one sector's tree): linked to that category or any descendant in that tree;
 * commune / quartier / statistical sector: the organisation's address code.
 
-Statistics never filter on their own: the matching organisations are ``app.search.query.filters``.
+Statistics never filter on their own: the matching organisations are ``app.search.query.filters``
+(with the criteria resolved by ``resolve``, exactly as the search does).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..models import LINKS, Commune, Quartier, StatisticalSector
 from ..models.taxonomy import Accreditation, Authority, Category, CategoryTree, Sector
 from .criteria import Criteria
-from .query import filters, o, tokens
+from .query import Resolved, filters, o, resolve, tokens
 
 oc = LINKS["category"]
 oa = LINKS["accreditation"]
@@ -326,9 +327,10 @@ Q_WORDS = "trim(regexp_replace(translate(bruso_normalise(CAST(:q AS text)), :pun
 # One candidate query per source: type, id (text), label_nl, label_fr, the names to match (nl, fr)
 # and extra words (alternative names, keywords) that count as a word-prefix or close-word match.
 # The organisation sources go through the trigram index on search_text (folded names, activities,
-# categories; it starts with the NL then FR official name): a substring pass, bounded and
-# name-prefix matches first, and a typo pass (word_similarity over the long search_text is costly,
-# so it only runs when the other sources leave room, see suggest()).
+# categories; it starts with the NL then FR official name): a pass for the words of q in order
+# (punctuation may sit between them), bounded and name-prefix matches first, and a typo pass
+# (word_similarity over the long search_text is costly, so it only runs when the other sources
+# leave room, see suggest()).
 SUGGEST_SOURCES = {
     "commune": """
         SELECT 'commune', nis_code, name_nl, name_fr, name_nl, name_fr, NULL::text, 1
@@ -354,7 +356,7 @@ SUGGEST_SOURCES = {
           FROM organisation
          WHERE publication_state = 'published'
            AND length((SELECT nq FROM qq)) >= 3
-           AND search_text LIKE '%' || (SELECT nq FROM qq) || '%'
+           AND search_text LIKE '%' || replace((SELECT nq FROM qq), ' ', '%') || '%'
          ORDER BY starts_with(search_text, (SELECT nq FROM qq)) DESC, id
          LIMIT 500""",
     "organisation_typo": """
@@ -364,7 +366,7 @@ SUGGEST_SOURCES = {
          WHERE publication_state = 'published'
            AND length((SELECT nq FROM qq)) >= 4
            AND search_text %> (SELECT nq FROM qq)
-           AND search_text NOT LIKE '%' || (SELECT nq FROM qq) || '%'
+           AND search_text NOT LIKE '%' || replace((SELECT nq FROM qq), ' ', '%') || '%'
          LIMIT 200""",
 }
 
@@ -456,10 +458,10 @@ _DISTRICT_TABLES = {
 }
 
 
-def _pairs(criteria: Criteria, group_by: str):
+def _pairs(criteria: Criteria, resolved: Resolved, group_by: str):
     """(key, organisation id) for every matching organisation and each group it belongs to."""
     matching = select(o.c.id, o.c.commune_nis, o.c.quartier_code, o.c.statistical_sector_code).where(
-        and_(true(), *filters(criteria))
+        and_(true(), *filters(criteria, resolved))
     ).cte("matching")
     m = matching.c
     if group_by == "sector":
@@ -504,29 +506,33 @@ async def stats(conn: AsyncConnection, criteria: Criteria, group_by: str, *, geo
     ``rows`` (key, label_nl, label_fr, count[, geometry]): groups with a count, most first; with
     ``geometry`` (districts only) every district, zero counts included, with its GeoJSON text.
     """
-    matching, pairs = _pairs(criteria, group_by)
+    matching, pairs = _pairs(criteria, await resolve(conn, criteria), group_by)
     summary = select(
         select(func.count()).select_from(matching).scalar_subquery().label("total"),
         select(func.count(distinct(pairs.c.id))).scalar_subquery().label("grouped"),
-    )
-    head = (await conn.execute(summary)).one()
-
+    ).subquery("summary")
     counts = select(pairs.c.key, func.count().label("count")).group_by(pairs.c.key).subquery("counts")
     table, key, label_nl, label_fr = _labels(group_by)
     if geometry:
         geojson = func.ST_AsGeoJSON(func.ST_Transform(table.c.geom, 4326), 6)
         stmt = (
             select(key.label("key"), label_nl.label("label_nl"), label_fr.label("label_fr"),
-                   func.coalesce(counts.c.count, 0).label("count"), geojson.label("geometry"))
-            .select_from(table.outerjoin(counts, counts.c.key == key))
+                   func.coalesce(counts.c.count, 0).label("count"), geojson.label("geometry"),
+                   summary.c.total, summary.c.grouped)
+            .select_from(table.outerjoin(counts, counts.c.key == key).join(summary, true()))
             .order_by(key)
         )
     else:
         stmt = (
-            select(counts.c.key, label_nl.label("label_nl"), label_fr.label("label_fr"), counts.c.count)
-            .select_from(counts.outerjoin(table, key == counts.c.key))
+            select(counts.c.key, label_nl.label("label_nl"), label_fr.label("label_fr"), counts.c.count,
+                   summary.c.total, summary.c.grouped)
+            .select_from(counts.outerjoin(table, key == counts.c.key).join(summary, true()))
             .order_by(counts.c.count.desc(), counts.c.key)
         )
+    # one statement (one snapshot) for the groups and the totals; a second only when no group matched
     rows = [dict(r._mapping) for r in await conn.execute(stmt)]
-    return {"total": head.total, "grouped": head.grouped, "rows": rows}
+    head = dict(rows[0]) if rows else dict((await conn.execute(select(summary))).one()._mapping)
+    for row in rows:
+        del row["total"], row["grouped"]
+    return {"total": head["total"], "grouped": head["grouped"], "rows": rows}
 
