@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -66,28 +66,17 @@ def postgres_time(url: str, path: str) -> float:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from app.search.criteria import parse_criteria
-    from app.search.query import search
+    from app.search.explain import explain_search
 
     params = {k: v for k, v in parse_qs(urlsplit(path).query).items() if k != "limit"}
 
     async def run() -> float:
         engine = create_async_engine(url)
-        statements: list = []
-
-        @event.listens_for(engine.sync_engine, "before_cursor_execute")
-        def record(conn, cursor, statement, parameters, context, executemany):
-            statements.append((statement, parameters))
-
         times = []
         async with engine.connect() as conn:
             for _ in range(5):
-                statements.clear()
-                await search(conn, parse_criteria(params, 50_000), sort=None, limit=50, cursor=None, lang="fr", secret="b")
-                total = 0.0
-                for statement, parameters in list(statements):
-                    plan = (await conn.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)).scalar()
-                    total += plan[0]["Execution Time"]
-                times.append(total)
+                _, explained = await explain_search(conn, parse_criteria(params, 50_000), analyze=True)
+                times.append(sum(e.execution_ms for e in explained))
         await engine.dispose()
         return statistics.median(times)
 
