@@ -10,14 +10,16 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 from fastapi import FastAPI, Request
 from sqlalchemy import text
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.responses import Response
 
 # Longest prefix wins.
 CACHE_CONTROL = {
     "/v1/organisations": "public, max-age=60",
+    "/rest/organisation/": "public, max-age=60",
+    "/rest/search/organisation": "public, max-age=60",
+    "/rest/": "public, max-age=300",
     "/v1/": "public, max-age=300",
     "/healthz": "no-store",
     "/readyz": "no-store",
@@ -37,22 +39,55 @@ async def data_version(request: Request) -> dt.datetime | None:
         return (await conn.execute(text("SELECT max(updated_at) FROM organisation"))).scalar()
 
 
-class ConditionalGet(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next):
-        response = await call_next(request)
-        if request.method not in ("GET", "HEAD") or response.status_code != 200:
-            return response
-        path = request.url.path
-        if "cache-control" not in response.headers:
-            for prefix in sorted(CACHE_CONTROL, key=len, reverse=True):
-                if path.startswith(prefix):
-                    response.headers["Cache-Control"] = CACHE_CONTROL[prefix]
-                    break
-        if not path.startswith("/v1/"):
-            return response
-        body = b"".join([chunk async for chunk in response.body_iterator])
+class ConditionalGet:
+    """Pure ASGI middleware (no per-request task like BaseHTTPMiddleware): buffers 200 GET/HEAD
+    responses of the data surfaces, adds ETag/Last-Modified/Cache-Control and answers 304."""
+
+    def __init__(self, app, prefixes: tuple[str, ...] = ("/v1/", "/rest/")):
+        self.app = app
+        self.prefixes = prefixes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        cache_control = next((CACHE_CONTROL[p] for p in sorted(CACHE_CONTROL, key=len, reverse=True) if path.startswith(p)), None)
+        conditional = path.startswith(self.prefixes)
+        if not conditional:
+            if cache_control is None:
+                return await self.app(scope, receive, send)
+
+            async def send_with_cache_control(message):
+                if message["type"] == "http.response.start" and message["status"] == 200:
+                    headers = MutableHeaders(raw=message["headers"])
+                    headers.setdefault("Cache-Control", cache_control)
+                await send(message)
+
+            return await self.app(scope, receive, send_with_cache_control)
+
+        start: dict = {}
+        chunks: list[bytes] = []
+
+        async def buffer(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                if message["status"] != 200:
+                    await send(message)
+            elif start.get("status") != 200:
+                await send(message)
+            else:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    await self._finish(scope, start, b"".join(chunks), cache_control, send)
+
+        await self.app(scope, receive, buffer)
+
+    async def _finish(self, scope, start: dict, body: bytes, cache_control: str | None, send) -> None:
+        request = Request(scope)
+        headers = MutableHeaders(raw=list(start["headers"]))
+        if cache_control:
+            headers.setdefault("Cache-Control", cache_control)
         etag = '"' + base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode() + '"'
-        headers = dict(response.headers)
         headers["ETag"] = etag
         try:
             version = await data_version(request)
@@ -61,10 +96,12 @@ class ConditionalGet(BaseHTTPMiddleware):
         if version is not None:
             headers["Last-Modified"] = format_datetime(version.astimezone(dt.timezone.utc).replace(microsecond=0), usegmt=True)
         if _not_modified(request, etag, version):
-            keep = {k: v for k, v in headers.items() if k.lower() in ("etag", "last-modified", "cache-control", "vary")}
-            return Response(status_code=304, headers=keep)
-        headers.pop("content-length", None)
-        return Response(body, status_code=200, headers=headers, media_type=response.media_type)
+            keep = [(k, v) for k, v in headers.raw if k.lower() in (b"etag", b"last-modified", b"cache-control", b"vary")]
+            await send({"type": "http.response.start", "status": 304, "headers": keep})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers.raw})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _not_modified(request: Request, etag: str, version: dt.datetime | None) -> bool:

@@ -101,3 +101,84 @@ def organisation(row: dict) -> dict:
         "subventionFr": row["subsidy_fr"],
         "subventionNl": row["subsidy_nl"],
     }
+
+
+# ---------------------------------------------------------------- lookup lists (the 2019 list shapes)
+#
+# Each function shapes one row of ``app.search.legacy`` into the object of the matching 2019 capture,
+# key for key and in the same order. Lists are never null.
+
+
+def sector(row: dict) -> dict:
+    """One object of ``/rest/sectors`` (sectors.json)."""
+    return {
+        "id": row["id"],
+        "titleFr": row["title_fr"],
+        "titleNl": row["title_nl"],
+        "descriptionFr": row["description_fr"],
+        "descriptionNl": row["description_nl"],
+        "order": row["position"],
+    }
+
+
+def category(row: dict) -> dict:
+    """One object of ``/rest/search/category`` (categories.json); ``organisationsCount`` is the current
+    number of published organisations a ``categories=<id>`` search finds."""
+    return {
+        "id": row["id"],
+        "titleFr": row["title_fr"],
+        "titleNl": row["title_nl"],
+        "descriptionFr": row["description_fr"],
+        "descriptionNl": row["description_nl"],
+        "urlsFr": list(row["urls_fr"] or []),
+        "urlsNl": list(row["urls_nl"] or []),
+        "keywordsFr": list(row["keywords_fr"] or []),
+        "keywordsNl": list(row["keywords_nl"] or []),
+        "order": row["position"],
+        "organisationsCount": row["organisation_count"],
+    }
+
+
+def sector_detail(row: dict, categories: list[dict]) -> dict:
+    """``/rest/sector/{id}``: the sectors.json object followed by ``categories`` (categories.json shape)."""
+    return {**sector(row), "categories": [category(c) for c in categories]}
+
+
+def path_step(row: dict) -> dict:
+    """One step of a ``/rest/sector/{id}/paths`` path (the sector first, then categories)."""
+    return {"id": row["id"], "titleFr": row["title_fr"], "titleNl": row["title_nl"]}
+
+
+def authority(row: dict) -> dict:
+    """One object of ``/rest/agreementpowers`` (accreditors.json)."""
+    return {"id": row["id"], "nameFr": row["name_fr"], "nameNl": row["name_nl"]}
+
+
+def accreditation(row: dict) -> dict:
+    """One object of ``/rest/agreements`` (accreditations.json)."""
+    power = None
+    if row["authority_id"] is not None:
+        power = {"id": row["authority_id"], "nameFr": row["authority_fr"], "nameNl": row["authority_nl"]}
+    return {
+        "id": row["id"],
+        "labelFr": row["label_fr"],
+        "labelNl": row["label_nl"],
+        "agreementPower": power,
+        "agreementPowerId": row["authority_id"],
+    }
+
+
+def labelled(row: dict) -> dict:
+    """One object of ``/rest/legalstatus`` (legal-status.json) or ``/rest/offertypes`` (service-types.json)."""
+    return {"id": row["id"], "labelFr": row["label_fr"], "labelNl": row["label_nl"]}
+
+
+def language(row: dict) -> dict:
+    """One object of ``/rest/languageoffer`` (languages.json)."""
+    return {"id": row["id"], "nameFr": row["name_fr"], "nameNl": row["name_nl"]}
+
+
+def action_zone(row: dict) -> dict:
+    """One object of ``/rest/actionzones`` (zones.json). ``parents`` was null on every 2019 zone and stays
+    null: the parent communes Bruso derives from the reference layers are not legacy data."""
+    return {"id": row["id"], "parents": None, "labelFr": row["label_fr"], "labelNl": row["label_nl"]}
