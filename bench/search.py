@@ -63,15 +63,15 @@ def postgres_time(url: str, path: str) -> float:
     """Median EXPLAIN ANALYZE execution time (ms) of the statements the search core runs for path."""
     from urllib.parse import parse_qs, urlsplit
 
-    from sqlalchemy.ext.asyncio import create_async_engine
-
+    from app.db import make_async_engine
     from app.search.criteria import parse_criteria
     from app.search.explain import explain_search
+    from app.settings import Settings
 
     params = {k: v for k, v in parse_qs(urlsplit(path).query).items() if k != "limit"}
 
     async def run() -> float:
-        engine = create_async_engine(url)
+        engine = make_async_engine(Settings(BRUSO_DATABASE_URL=url))  # the API's own connection settings
         times = []
         async with engine.connect() as conn:
             for _ in range(5):
@@ -117,7 +117,9 @@ def run_wrk(wrk: str, port: int, paths: list[str], connections: int, seconds: in
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout
     os.unlink(lua.name)
-    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M))
+    if not {"50", "99"} <= latency.keys():
+        sys.exit(f"wrk reported no latency distribution:\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {

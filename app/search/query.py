@@ -342,7 +342,7 @@ async def search(
     columns = [o.c.id, key.label("sort_key")]
     if distance is not None:
         columns.append(distance.label("distance"))
-    if sort == "distance":
+    if sort == "distance" and criteria.radius is None:
         rows = await _nearest(conn, columns, page_conds, criteria, limit + 1)
     else:
         order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
