@@ -134,7 +134,6 @@ def load_statistical_sectors(conn: Connection, geo: Path) -> None:
     if path is not None:
         _stage_features(conn, "_sectors", path, props)
         geom = _geom_sql()
-        official_nl, official_fr = "props->>'name_nl'", "props->>'name_fr'"
     else:
         names = geo / "statistical_sectors_names.csv"
         if not names.is_file():
@@ -147,7 +146,6 @@ def load_statistical_sectors(conn: Connection, geo: Path) -> None:
             )
             copy_rows(conn, "_sectors", ["srid", "geojson", "props"], rows)
         geom = "NULL::geometry"
-        official_nl, official_fr = "props->>'name_nl'", "props->>'name_fr'"
     _merge(
         conn,
         "statistical_sector",
@@ -156,7 +154,7 @@ def load_statistical_sectors(conn: Connection, geo: Path) -> None:
         f"""SELECT props->>'cd_sector' AS code,
                   coalesce(props->>'name_nl_display', props->>'name_nl') AS name_nl,
                   coalesce(props->>'name_fr_display', props->>'name_fr') AS name_fr,
-                  {official_nl} AS name_nl_official, {official_fr} AS name_fr_official,
+                  props->>'name_nl' AS name_nl_official, props->>'name_fr' AS name_fr_official,
                   props->>'nis_municipality' AS commune_nis,
                   (SELECT q.code FROM quartier q WHERE q.code = props->>'mdrc') AS quartier_code,
                   {geom} AS geom FROM _sectors s""",

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .reference import category_counts_sql
+
 
 async def _rows(conn: AsyncConnection, sql: str, params: dict | None = None) -> list[dict]:
     result = await conn.execute(text(sql), params or {})
@@ -68,7 +70,7 @@ async def sector_walk(conn: AsyncConnection, sector_id: int) -> list[dict]:
 
 # ---------------------------------------------------------------- categories
 
-CATEGORIES_SQL = """
+CATEGORIES_SQL = f"""
 WITH RECURSIVE wanted AS (
   SELECT k.* FROM category k
    WHERE (CAST(:ids AS integer[]) IS NULL OR k.id = ANY(CAST(:ids AS integer[])))
@@ -79,21 +81,10 @@ WITH RECURSIVE wanted AS (
                                                     array_to_string(k.keywords_fr, ' '))),
                           bruso_normalise(w)) = 0))
 ),
-closure(ancestor, descendant) AS (
-  SELECT id, id FROM wanted
-  UNION
-  SELECT c.ancestor, t.category_id FROM closure c JOIN category_tree t ON t.parent_category_id = c.descendant
-),
-counts AS (
-  SELECT c.ancestor AS category_id, count(DISTINCT oc.organisation_id) AS organisation_count
-    FROM closure c
-    JOIN organisation_category oc ON oc.category_id = c.descendant
-    JOIN organisation o ON o.id = oc.organisation_id AND o.publication_state = 'published'
-   GROUP BY c.ancestor
-)
+counts AS ({category_counts_sql("SELECT id, id FROM wanted")})
 SELECT w.id, w.title_nl, w.title_fr, w.description_nl, w.description_fr,
-       coalesce(w.urls_nl, '{}') AS urls_nl, coalesce(w.urls_fr, '{}') AS urls_fr,
-       coalesce(w.keywords_nl, '{}') AS keywords_nl, coalesce(w.keywords_fr, '{}') AS keywords_fr,
+       coalesce(w.urls_nl, '{{}}') AS urls_nl, coalesce(w.urls_fr, '{{}}') AS urls_fr,
+       coalesce(w.keywords_nl, '{{}}') AS keywords_nl, coalesce(w.keywords_fr, '{{}}') AS keywords_fr,
        w.position, coalesce(n.organisation_count, 0) AS organisation_count
   FROM wanted w
   LEFT JOIN counts n ON n.category_id = w.id

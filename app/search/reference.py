@@ -118,9 +118,13 @@ async def existing_sectors(conn: AsyncConnection, ids: Sequence[int]) -> set[int
 
 # Every category with its published organisations, including those of the categories below it in
 # any sector's tree: the number a search with category=<id> finds.
-CATEGORY_COUNTS = """
+def category_counts_sql(seed: str) -> str:
+    """(category_id, organisation_count) for the categories ``seed`` selects (as ``id, id`` rows),
+    each counting its own and its descendants' published organisations once. Shared by /v1 and
+    /rest so that both report the number a ``category=<id>`` search finds."""
+    return f"""
 WITH RECURSIVE closure(ancestor, descendant) AS (
-  SELECT id, id FROM category WHERE (CAST(:only AS integer) IS NULL OR id = CAST(:only AS integer))
+  {seed}
   UNION
   SELECT c.ancestor, t.category_id FROM closure c JOIN category_tree t ON t.parent_category_id = c.descendant
 )
@@ -130,6 +134,11 @@ SELECT c.ancestor AS category_id, count(DISTINCT oc.organisation_id) AS organisa
   JOIN organisation o ON o.id = oc.organisation_id AND o.publication_state = 'published'
  GROUP BY c.ancestor
 """
+
+
+CATEGORY_COUNTS = category_counts_sql(
+    "SELECT id, id FROM category WHERE (CAST(:only AS integer) IS NULL OR id = CAST(:only AS integer))"
+)
 
 CATEGORY_DOC = (
     "bruso_normalise(concat_ws(' ', k.title_nl, k.title_fr, array_to_string(k.keywords_nl, ' '), "
