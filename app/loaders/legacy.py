@@ -184,6 +184,8 @@ def load_lookups(conn: Connection, directory: Path) -> dict[str, int]:
         enrich_action_zones(conn)
     if "sector" in parsed and "category" in parsed:
         load_category_tree(conn, directory)
+    if "category" in parsed:
+        conn.execute(text("REFRESH MATERIALIZED VIEW suggest_entry"))
     for kind in parsed:
         counts[kind] = conn.execute(text(f"SELECT count(*) FROM {kind}")).scalar_one()
     return counts

@@ -294,6 +294,7 @@ def load_reference(conn: Connection, reference_dir: Path) -> dict[str, int]:
     load_postcodes(conn, geo)
     load_streets(conn, geo)
     load_address_points(conn, geo)
+    conn.execute(text("REFRESH MATERIALIZED VIEW suggest_entry"))
     counts = {}
     for table in ("commune", "quartier", "statistical_sector", "postcode", "street", "street_line", "address_point"):
         counts[table] = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()

@@ -333,32 +333,15 @@ PUNCTUATION = "-'’‘`´.,;:!?()[]{}/\\\"«»&+*_|"
 WORDS = "translate(bruso_normalise(coalesce({v}, '')), :punct, :blanks)"
 Q_WORDS = "trim(regexp_replace(translate(bruso_normalise(CAST(:q AS text)), :punct, :blanks), '\\s+', ' ', 'g'))"
 
-# One candidate query per source: type, id (text), label_nl, label_fr, the names to match (nl, fr)
-# and extra words (alternative names, keywords) that count as a word-prefix or close-word match.
-# The organisation sources go through the trigram index on search_text (folded names, activities,
+# Communes, quartiers, categories and streets come from the materialized view suggest_entry
+# (migration 0003: names folded once, trigram-indexed), filtered to the rows that contain q or a
+# close word. The organisation sources give type, id (text), label_nl, label_fr, the names to match
+# (nl, fr) and extra words (alternative names), folded here. They go through the trigram index on search_text (folded names, activities,
 # categories; it starts with the NL then FR official name): a pass for the words of q in order
 # (punctuation may sit between them), bounded and name-prefix matches first, and a typo pass
 # (word_similarity over the long search_text is costly, so it only runs when the other sources
 # leave room, see suggest()).
 SUGGEST_SOURCES = {
-    "commune": """
-        SELECT 'commune', nis_code, name_nl, name_fr, name_nl, name_fr, NULL::text, 1
-          FROM commune""",
-    "quartier": """
-        SELECT 'quartier', code, name_nl, name_fr, name_nl, name_fr,
-               concat_ws(' ', name_nl_official, name_fr_official), 2
-          FROM quartier""",
-    "category": """
-        SELECT 'category', id::text, title_nl, title_fr, title_nl, title_fr,
-               concat_ws(' ', array_to_string(keywords_nl, ' '), array_to_string(keywords_fr, ' ')), 3
-          FROM category""",
-    # BeST has a few streets twice under the same names and postcode: suggested once (lowest id)
-    "street": """
-        SELECT DISTINCT ON (name_nl, name_fr, postcode)
-               'street', id::text, name_nl || ' (' || postcode || ')', name_fr || ' (' || postcode || ')',
-               name_nl, name_fr, NULL::text, 4
-          FROM street
-         ORDER BY name_nl, name_fr, postcode, id""",
     "organisation": """
         SELECT 'organisation', id::text, name_official_nl, name_official_fr, name_official_nl, name_official_fr,
                concat_ws(' ', array_to_string(name_alternative_nl, ' '), array_to_string(name_alternative_fr, ' ')), 5
@@ -386,9 +369,9 @@ SUGGEST_SQL = """
 WITH qq AS (
   SELECT {q_words} AS nq
 ),
-candidates(type, id, label_nl, label_fr, m_nl, m_fr, m_extra, priority) AS ({union}),
+candidates(type, id, label_nl, label_fr, w_nl, w_fr, w_extra, priority) AS ({union}),
 measured AS (
-  SELECT c.*, {w_nl} AS w_nl, {w_fr} AS w_fr, {w_extra} AS w_extra, qq.nq
+  SELECT c.*, qq.nq
     FROM candidates c, qq
    WHERE qq.nq <> ''
 ),
@@ -416,6 +399,18 @@ SELECT type, id, label_nl, label_fr, priority, round(CAST(score AS numeric), 4):
  LIMIT :limit
 """
 
+# Precomputed entries that contain q (any tier 0/1 match) or a close word (tier 2), found through
+# the trigram indexes of suggest_entry; %> is word_similarity above pg_trgm's threshold (0.6).
+STATIC_CANDIDATES = """
+SELECT e.type, e.id, e.label_nl, e.label_fr, e.w_nl, e.w_fr, e.w_extra, e.priority
+  FROM suggest_entry e, qq
+ WHERE e.type = ANY(CAST(:static_types AS text[]))
+   AND (e.w_nl LIKE '%' || qq.nq || '%' OR e.w_fr LIKE '%' || qq.nq || '%' OR e.w_extra LIKE '%' || qq.nq || '%'
+        OR e.w_nl %> qq.nq OR e.w_fr %> qq.nq OR e.w_extra %> qq.nq)
+"""
+STATIC_TYPES = ("commune", "quartier", "category", "street")
+FOLDED_SOURCE = "SELECT type, id, label_nl, label_fr, {w_nl}, {w_fr}, {w_extra}, priority FROM ({source}) c(type, id, label_nl, label_fr, m_nl, m_fr, m_extra, priority)"
+
 SUGGEST_TYPO_THRESHOLD = 0.6  # pg_trgm's default word_similarity_threshold
 
 
@@ -424,15 +419,19 @@ def _suggest_order(row: dict):
 
 
 async def _suggest_pass(conn: AsyncConnection, q: str, sources: Sequence[str], limit: int) -> list[dict]:
-    sql = SUGGEST_SQL.format(
-        q_words=Q_WORDS,
-        union=" UNION ALL ".join(f"({SUGGEST_SOURCES[s]})" for s in sources),
-        w_nl=WORDS.format(v="c.m_nl"),
-        w_fr=WORDS.format(v="c.m_fr"),
-        w_extra=WORDS.format(v="c.m_extra"),
-    )
+    static = [t for t in sources if t in STATIC_TYPES]
+    parts = [STATIC_CANDIDATES] if static else []
+    parts += [
+        FOLDED_SOURCE.format(
+            source=SUGGEST_SOURCES[t], w_nl=WORDS.format(v="c.m_nl"), w_fr=WORDS.format(v="c.m_fr"),
+            w_extra=WORDS.format(v="c.m_extra"),
+        )
+        for t in sources
+        if t not in STATIC_TYPES
+    ]
+    sql = SUGGEST_SQL.format(q_words=Q_WORDS, union=" UNION ALL ".join(f"({p})" for p in parts))
     params = {
-        "q": q, "limit": limit, "threshold": SUGGEST_TYPO_THRESHOLD,
+        "q": q, "limit": limit, "threshold": SUGGEST_TYPO_THRESHOLD, "static_types": static,
         "punct": PUNCTUATION, "blanks": " " * len(PUNCTUATION),
     }
     return await _rows(conn, sql, params)
