@@ -190,18 +190,16 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
     ):
         if values:
             conds.append(exists().where(table.c.organisation_id == o.c.id, table.c[column] == func.any(_ids(values))))
-    if c.commune:
-        conds.append(o.c.commune_nis == func.any(_texts(c.commune)))
-    if c.postcode:
-        conds.append(o.c.postcode == func.any(_ids(c.postcode)))
-    if c.quartier:
-        conds.append(o.c.quartier_code == func.any(_texts(c.quartier)))
-    if c.statistical_sector:
-        conds.append(o.c.statistical_sector_code == func.any(_texts(c.statistical_sector)))
-    if c.lang_status:
-        conds.append(o.c.lang_status == func.any(_texts(c.lang_status)))
-    if c.legal_status:
-        conds.append(o.c.legal_status_id == func.any(_ids(c.legal_status)))
+    for values, column, array in (
+        (c.commune, o.c.commune_nis, _texts),
+        (c.postcode, o.c.postcode, _ids),
+        (c.quartier, o.c.quartier_code, _texts),
+        (c.statistical_sector, o.c.statistical_sector_code, _texts),
+        (c.lang_status, o.c.lang_status, _texts),
+        (c.legal_status, o.c.legal_status_id, _ids),
+    ):
+        if values:
+            conds.append(column == func.any(array(values)))
     if c.enterprise_number:
         conds.append(o.c.enterprise_numbers.op("&&")(_texts(c.enterprise_number)))
     if c.near is not None and c.radius is not None:
@@ -407,8 +405,7 @@ async def check_references(conn: AsyncConnection, criteria: Criteria) -> None:
         if not values:
             continue
         key = _KEYS.get(name, "id")
-        typ = ARRAY(Text) if isinstance(values[0], str) else ARRAY(Integer)
-        found = (await conn.execute(text(f"SELECT {key} FROM {table} WHERE {key} = ANY(:v)"), {"v": literal(values, typ).value})).scalars()
+        found = (await conn.execute(text(f"SELECT {key} FROM {table} WHERE {key} = ANY(:v)"), {"v": values})).scalars()
         missing = sorted(set(values) - set(found))
         if missing:
             unknown[name] = missing
