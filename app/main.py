@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from . import __version__, errors, http, openapi
 from .db import make_async_engine
-from .routers import health, legacy, v1, v1_reference
+from .routers import catalog, embed, health, hsds, legacy, ogc, v1, v1_reference
 from .settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(v1.router)
     app.include_router(v1_reference.router)
+    app.include_router(hsds.router)
+    app.include_router(ogc.router)
+    app.include_router(embed.router)
+    app.include_router(catalog.router)
     app.include_router(legacy.router)  # last: it ends with the /rest catch-all 404
     return app
 

@@ -368,6 +368,7 @@ def record_to_row(rec: dict, known: Known, source: str) -> tuple[dict, dict[str,
         problems.append(Problem(source, record, fieldname, value, reason))
 
     row: dict = {c: None for c in ORG_COLUMNS}
+    row.update(geocode_status="source", quality_flags=[], phones_e164=[])
     row["id"] = rid
     row["uuid"] = organisation_uuid(rid)
     for key, col in _PLAIN.items():

@@ -29,6 +29,7 @@ from .base import Base, point
 TEXTS = ARRAY(Text)
 PUBLICATION_STATES = ("published", "unpublished", "archived")
 LANG_STATUSES = ("FR", "NL", "FR-NL")
+GEOCODE_STATUSES = ("source", "ok", "pending", "failed")
 
 
 def _texts(comment: str | None = None):
@@ -120,6 +121,13 @@ class Organisation(Base):
     address_remark_fr: Mapped[str | None] = mapped_column(Text)
     geom = mapped_column(point(), nullable=True)
 
+    # importer: how the point was obtained, how much the record can be trusted, normalised phones
+    geocode_status: Mapped[str] = mapped_column(Text, nullable=False, server_default="source",
+                                                comment="source | ok | pending | failed")
+    quality_score: Mapped[int | None] = mapped_column(Integer, comment="0-100, from the importer's checks")
+    quality_flags: Mapped[list[str]] = _texts("importer findings, e.g. postcode-commune-mismatch")
+    phones_e164: Mapped[list[str]] = _texts("NL+FR phone numbers normalised to E.164")
+
     # search support: accent- and case-folded text of names, activities, categories and keywords
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
 
@@ -129,6 +137,7 @@ class Organisation(Base):
     __table_args__ = (
         CheckConstraint(f"publication_state IN {PUBLICATION_STATES}", name="publication_state"),
         CheckConstraint(f"lang_status IS NULL OR lang_status IN {LANG_STATUSES}", name="lang_status"),
+        CheckConstraint(f"geocode_status IN {GEOCODE_STATUSES}", name="geocode_status"),
         Index("ix_organisation_geom", "geom", postgresql_using="gist"),
         Index("ix_organisation_commune_nis", "commune_nis"),
         Index("ix_organisation_quartier_code", "quartier_code"),
@@ -136,6 +145,7 @@ class Organisation(Base):
         Index("ix_organisation_postcode", "postcode"),
         Index("ix_organisation_updated_at", "updated_at", "id"),
         Index("ix_organisation_lang_status", "lang_status"),
+        Index("ix_organisation_geocode_pending", "id", postgresql_where=text("geocode_status = 'pending'")),
         # keyset paging by name walks these (see app/search/query.py name_key)
         Index("ix_organisation_name_key_fr", text("bruso_normalise(COALESCE(name_official_fr, name_official_nl, ''))"), "id"),
         Index("ix_organisation_name_key_nl", text("bruso_normalise(COALESCE(name_official_nl, name_official_fr, ''))"), "id"),

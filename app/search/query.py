@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -303,15 +304,22 @@ async def search(
     secret: str,
     public: bool = True,
     count: bool = True,
+    offset: int = 0,
+    extra: Sequence[ColumnElement[bool]] = (),
 ) -> Page:
-    """One page of matching organisation ids in a stable order, the total, and the next cursor."""
+    """One page of matching organisation ids in a stable order, the total, and the next cursor.
+
+    ``offset`` serves surfaces that page by number (OGC ``offset``, HSDS ``page``); cursors are the
+    keyset alternative and are preferred. ``extra`` adds conditions a surface compiled itself
+    (the OGC CQL2 filter) to the same query.
+    """
     sort = sort or default_sort(criteria)
     if sort == "distance" and criteria.near is None:
         raise BadRequest("sort: sort=distance needs near=lat,lon", parameter="sort")
     if sort == "relevance" and not criteria.q:
         raise BadRequest("sort: sort=relevance needs q", parameter="sort")
     resolved = await resolve(conn, criteria)
-    conds = filters(criteria, resolved, public)
+    conds = [*filters(criteria, resolved, public), *extra]
     distance = func.ST_Distance(o.c.geom, query_point(criteria)) if criteria.near is not None else None
 
     if sort == "relevance":
@@ -341,10 +349,10 @@ async def search(
     if distance is not None:
         columns.append(distance.label("distance"))
     if sort == "distance" and criteria.radius is None:
-        rows = await _nearest(conn, columns, page_conds, criteria, limit + 1)
+        rows = (await _nearest(conn, columns, page_conds, criteria, offset + limit + 1))[offset:]
     else:
         order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
-        stmt = select(*columns).where(and_(true(), *page_conds)).order_by(*order).limit(limit + 1)
+        stmt = select(*columns).where(and_(true(), *page_conds)).order_by(*order).offset(offset or None).limit(limit + 1)
         rows = (await conn.execute(stmt)).all()
 
     more = len(rows) > limit
