@@ -43,7 +43,7 @@ class ConditionalGet:
     """Pure ASGI middleware (no per-request task like BaseHTTPMiddleware): buffers 200 GET/HEAD
     responses of the data surfaces, adds ETag/Last-Modified/Cache-Control and answers 304."""
 
-    def __init__(self, app, prefixes: tuple[str, ...] = ("/v1/", "/rest/")):
+    def __init__(self, app, prefixes: tuple[str, ...] = ("/v1/", "/rest/", "/hsds/", "/ogc/", "/catalog", "/embed/")):
         self.app = app
         self.prefixes = prefixes
 
@@ -71,7 +71,10 @@ class ConditionalGet:
         async def buffer(message):
             if message["type"] == "http.response.start":
                 start.update(message)
-                if message["status"] != 200:
+                if message["status"] != 200 or _passes_through(message["headers"]):
+                    start["status"] = -1  # streamed, or validated by the handler itself
+                    if cache_control:
+                        MutableHeaders(raw=message["headers"]).setdefault("Cache-Control", cache_control)
                     await send(message)
             elif start.get("status") != 200:
                 await send(message)
@@ -102,6 +105,18 @@ class ConditionalGet:
             return
         await send({"type": "http.response.start", "status": 200, "headers": headers.raw})
         await send({"type": "http.response.body", "body": body})
+
+
+STREAMED = (b"application/x-ndjson", b"application/ndjson")
+
+
+def _passes_through(raw_headers) -> bool:
+    """Streams (NDJSON) are never buffered; responses with their own ETag (precomputed files) keep it."""
+    for key, value in raw_headers:
+        key = key.lower()
+        if key == b"etag" or (key == b"content-type" and value.split(b";")[0].strip() in STREAMED):
+            return True
+    return False
 
 
 def _not_modified(request: Request, etag: str, version: dt.datetime | None) -> bool:
