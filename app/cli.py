@@ -16,7 +16,11 @@ app = typer.Typer(help="Bruso: the open-data service of the Brussels social map.
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 load_app = typer.Typer(help="Load reference layers and legacy social.brussels data.", no_args_is_help=True)
 demo_app = typer.Typer(help="The demo directory.", no_args_is_help=True)
+import_app = typer.Typer(help="Import records (checked, geocoded, quarantined when bad).", no_args_is_help=True)
+urbis_app = typer.Typer(help="The URBIS geocoding service.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.add_typer(urbis_app, name="urbis")
 app.add_typer(load_app, name="load")
 app.add_typer(demo_app, name="demo")
 console = Console(stderr=True)
@@ -130,6 +134,126 @@ def load_demo(
         return counts
 
     _run_load(f"demo directory ({count} records, seed {seed})", load_all)
+
+
+GeocodeMode = typer.Option(help="Geocode through URBIS: missing (records without a point), all, or none")
+
+
+def _import(source_factory, *, geocode: str, urbis: str | None, dry_run: bool, delete_missing: bool) -> None:
+    """Run an import with a progress bar; print the summary and the rejected records; exit 1 when
+    anything was rejected."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .db import make_sync_engine
+    from .importer.run import refresh_downloads
+    from .importer.geocoding import make_prepare
+    from .importer.run import run_import
+    from .loaders import LoadError
+
+    settings = get_settings()
+    if geocode not in ("missing", "all", "none"):
+        raise typer.BadParameter("--geocode must be missing, all or none")
+    engine = make_sync_engine(settings)
+    try:
+        source = source_factory(engine)
+        prepare, stats = make_prepare(settings, engine, geocode, urbis)
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(f"importing {source.name}", total=None)
+            try:
+                result = run_import(
+                    engine, source, prepare=prepare, dry_run=dry_run, delete_missing=delete_missing,
+                    actor="cli", progress=lambda n: bar.advance(task, n),
+                    after_commit=lambda: refresh_downloads(engine),
+                )
+            except LoadError as exc:
+                console.print(f"[red]import failed[/] — {exc}")
+                raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    r = result.report
+    table = Table(title=f"import run {result.run_id}: {result.status} in {result.duration_s:.1f} s "
+                        f"({result.records_per_s:,.0f} records/s)")
+    for column in ("read", "created", "updated", "unchanged", "deleted", "rejected", "pending", "geocoded"):
+        table.add_column(column, justify="right")
+    table.add_row(*(str(getattr(r, c)) for c in ("read", "created", "updated", "unchanged", "deleted", "rejected", "pending", "geocoded")))
+    console.print(table)
+    if stats:
+        console.print(f"URBIS: {stats()}")
+    if result.rejected:
+        problems = Table(title=f"{len(result.rejected)} rejected record(s), kept in the quarantine (run {result.run_id})")
+        for column in ("where", "record", "field", "value", "reason"):
+            problems.add_column(column, overflow="fold")
+        for item in result.rejected[:200]:
+            for p in item.problems:
+                problems.add_row(item.location, item.record_id or "-", p.field, repr(p.value)[:60], p.reason)
+        console.print(problems)
+        raise typer.Exit(1)
+
+
+@import_app.command("legacy")
+def import_legacy(
+    source: Annotated[str, typer.Argument(help="Directory or file of legacy JSON, or the base URL of a legacy /rest API")],
+    geocode: Annotated[str, GeocodeMode] = "missing",
+    urbis: Annotated[Optional[str], typer.Option(help="URBIS base URL (default BRUSO_URBIS_URL)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and report; write nothing but the run record")] = False,
+    delete_missing: Annotated[bool, typer.Option("--delete-missing", help="The source is the whole directory: delete what it lacks")] = False,
+) -> None:
+    """Legacy social.brussels JSON: a directory, a file, or a live API (harvested)."""
+    from .importer import sources
+
+    def factory(engine):
+        if source.startswith(("http://", "https://")):
+            return sources.harvest(source)
+        return sources.legacy_path(Path(source))
+
+    _import(factory, geocode=geocode, urbis=urbis, dry_run=dry_run, delete_missing=delete_missing)
+
+
+@import_app.command("table")
+def import_table(
+    path: Annotated[Path, typer.Argument(help="A .csv or .xlsx file in the export's columns")],
+    geocode: Annotated[str, GeocodeMode] = "missing",
+    urbis: Annotated[Optional[str], typer.Option(help="URBIS base URL (default BRUSO_URBIS_URL)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+) -> None:
+    """The bilingual table the v1 CSV/XLSX export writes (export → edit → import round-trips)."""
+    from .importer import sources
+
+    _import(lambda engine: sources.table(path, engine), geocode=geocode, urbis=urbis, dry_run=dry_run, delete_missing=False)
+
+
+@app.command("geocode")
+def geocode_pending(
+    pending: Annotated[bool, typer.Option("--pending", help="Records whose geocoding is pending (URBIS was down)")] = True,
+    urbis: Annotated[Optional[str], typer.Option(help="URBIS base URL (default BRUSO_URBIS_URL)")] = None,
+) -> None:
+    """Geocode the records left pending by an import; exit 1 if some stay pending."""
+    from .db import make_sync_engine
+    from .importer.run import refresh_downloads
+    from .importer.geocoding import geocode_pending as run
+
+    engine = make_sync_engine(get_settings())
+    try:
+        report = run(engine, get_settings(), urbis)
+        refresh_downloads(engine)
+    finally:
+        engine.dispose()
+    console.print(f"geocoded {report.geocoded}, still pending {report.pending}, not found {report.read - report.geocoded - report.pending}")
+    if report.pending:
+        raise typer.Exit(1)
+
+
+@urbis_app.command("serve")
+def urbis_serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8765,
+) -> None:
+    """A local URBIS Localize twin answering from the reference streets and address points."""
+    from .geo.urbis_server import serve as run
+
+    console.print(f"URBIS twin on [bold]http://{host}:{port}/Rest/Localize/[/]")
+    run(get_settings().database_url, host, port)
 
 
 @app.command("serve")

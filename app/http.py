@@ -17,6 +17,8 @@ from starlette.middleware.gzip import GZipMiddleware
 # Longest prefix wins.
 CACHE_CONTROL = {
     "/v1/organisations": "public, max-age=60",
+    "/v1/changes": "no-cache",
+    "/v1/meta/": "no-cache",
     "/rest/organisation/": "public, max-age=60",
     "/rest/search/organisation": "public, max-age=60",
     "/rest/": "public, max-age=300",
@@ -32,11 +34,15 @@ def base_url(request: Request) -> str:
     return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
 
 
+# Deletions leave no row in organisation: the change feed's last event counts too (both index-only).
+DATA_VERSION_SQL = "SELECT greatest((SELECT max(updated_at) FROM organisation), (SELECT max(at) FROM change_event))"
+
+
 async def data_version(request: Request) -> dt.datetime | None:
     """When the public data last changed: one index-only lookup (no per-process cache, so that
     Last-Modified and If-Modified-Since agree on every replica)."""
     async with request.app.state.read_engines[0].connect() as conn:
-        return (await conn.execute(text("SELECT max(updated_at) FROM organisation"))).scalar()
+        return (await conn.execute(text(DATA_VERSION_SQL))).scalar()
 
 
 class ConditionalGet:

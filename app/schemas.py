@@ -8,6 +8,8 @@ Without ``lang`` a label is a ``{"nl", "fr"}`` object; with ``lang=nl|fr`` it is
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -156,3 +158,22 @@ class OrganisationPage(BaseModel):
     numberReturned: int
     links: PageLinks
     next_cursor: str | None = None
+
+
+class ChangeEvent(BaseModel):
+    id: int = Field(description="Legacy id of the activity place")
+    uuid: str
+    type: Literal["created", "updated", "deleted"] = Field(description="deleted also covers unpublished and merged records")
+    at: str = Field(description="When the change was written (ISO 8601)")
+    href: str = Field(description="The record in /v1 (answers 410 Gone once deleted)")
+
+
+class ChangeLinks(BaseModel):
+    self: str
+    next: str
+
+
+class ChangePage(BaseModel):
+    events: list[ChangeEvent]
+    next: str = Field(description="Opaque token: pass it as since= to continue; unchanged when nothing is new")
+    links: ChangeLinks

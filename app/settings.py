@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     default_limit: int = 50
     max_limit: int = 1000
     max_radius_m: int = 50_000
+    urbis_url: str = Field(
+        default="http://127.0.0.1:8765",
+        description="Base URL of the URBIS Localize service ({base}/Rest/Localize/...): the regional "
+        "one, or `bruso urbis serve` (the local, reference-data twin).",
+    )
+    urbis_concurrency: int = 8
+    urbis_timeout_s: float = 5.0
     cursor_secret: str = Field(
         default="bruso-dev-cursor-secret",
         description="HMAC key signing paging cursors; set the same value on every replica.",

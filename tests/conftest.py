@@ -7,7 +7,9 @@ The cluster is the one ``scripts/db.sh up`` starts (``scripts/test`` does that);
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,3 +110,55 @@ def client(settings: Settings, loaded: Engine) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+@contextlib.contextmanager
+def scratch_database(*, lookups: bool = True) -> Iterator[str]:
+    """A database of its own (for tests that write): migrated, with the reference layers and,
+    unless ``lookups=False``, the 2019 lookup lists. Yields its SQLAlchemy URL."""
+    from app.loaders.legacy import load_lookups
+    from app.loaders.reference import load_reference
+
+    name = create_database("bruso_scratch")
+    url = _sqlalchemy_url(name)
+    try:
+        command.upgrade(alembic_config(url), "head")
+        eng = create_engine(url)
+        with eng.begin() as conn:
+            load_reference(conn, REFERENCE_DIR)
+            if lookups:
+                load_lookups(conn, LEGACY_DIR)
+        eng.dispose()
+        yield url
+    finally:
+        drop_database(name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_thread(asgi_app, port: int | None = None) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

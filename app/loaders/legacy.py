@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from sqlalchemy import Connection, text
 from ..geo.crs import in_brussels_bbox_l72, in_brussels_bbox_wgs84, to_lambert72
 from ..identifiers import InvalidEnterpriseNumber, normalise_enterprise_number
 from ..models import LANG_STATUSES, LINKS, PUBLICATION_STATES, SRID, Organisation
+from ..importer.checks import check_row
 from ..taxonomy_tree import infer_tree
 from . import LoadError, Problem
 from .sql import copy_rows, temp_table
@@ -368,7 +369,7 @@ def record_to_row(rec: dict, known: Known, source: str) -> tuple[dict, dict[str,
         problems.append(Problem(source, record, fieldname, value, reason))
 
     row: dict = {c: None for c in ORG_COLUMNS}
-    row.update(geocode_status="source", quality_flags=[], phones_e164=[])
+    row.update(geocode_status="source", quality_flags=[], phones_e164=[], quality_score=None)
     row["id"] = rid
     row["uuid"] = organisation_uuid(rid)
     for key, col in _PLAIN.items():
@@ -431,6 +432,9 @@ def record_to_row(rec: dict, known: Known, source: str) -> tuple[dict, dict[str,
                 elif item_id not in ids:
                     ids.append(item_id)
         links[kind] = ids
+    hard, flags = check_row(row, source)
+    problems.extend(hard)
+    row["quality_flags"] = flags
     return row, links, problems
 
 
@@ -510,76 +514,144 @@ class OrganisationReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    pending: int = 0
+    geocoded: int = 0
 
 
-def load_organisations(conn: Connection, records: Iterable[tuple[str, dict | Problem]]) -> OrganisationReport:
-    """Validate and upsert organisation records; raises LoadError (nothing kept) on any problem."""
+# (location, the record as read or staged, its problems) → kept aside by the caller (quarantine)
+Reject = Callable[[str, dict | None, list[Problem]], None]
+# mutates a batch of validated rows before they are staged (the importer's geocoder)
+Prepare = Callable[[list[dict]], None]
+
+
+def load_organisations(
+    conn: Connection,
+    records: Iterable[tuple[str, dict | Problem]],
+    *,
+    on_reject: Reject | None = None,
+    prepare: Prepare | None = None,
+    delete_missing: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> OrganisationReport:
+    """Validate and upsert organisation records.
+
+    Strict (``on_reject=None``, the loaders): any problem raises LoadError and nothing is kept.
+    Lenient (the importer): a record with problems is handed to ``on_reject`` with every reason
+    and left out; the others load. ``prepare`` sees each batch of valid rows before staging
+    (geocoding). ``delete_missing`` treats the source as the whole directory: stored records it
+    no longer contains are deleted (tombstoned), except those it rejected.
+    """
     known = Known.from_db(conn)
     temp_table(conn, "_org", "(LIKE organisation INCLUDING DEFAULTS)")
     temp_table(conn, "_links", "(kind text, organisation_id int, target_id int, position int)")
     problems: list[Problem] = []
     report = OrganisationReport()
     seen: set[int] = set()
-    batch: list[list] = []
+    rejected_ids: set[int] = set()
+    batch: list[dict] = []
     link_rows: list[tuple] = []
 
+    def reject(where: str, rec: dict | None, found: list[Problem]) -> None:
+        report.rejected += 1
+        if isinstance(rec, dict) and isinstance(rec.get("id"), int):
+            rejected_ids.add(rec["id"])
+        if on_reject is None:
+            problems.extend(found)
+        else:
+            on_reject(where, rec, found)
+
     def flush() -> None:
-        copy_rows(conn, "_org", ORG_COLUMNS, batch)
+        if prepare is not None and batch:
+            prepare(batch)
+        report.pending += sum(1 for row in batch if row["geocode_status"] == "pending")
+        report.geocoded += sum(1 for row in batch if row["geocode_status"] == "ok")
+        copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch))
         copy_rows(conn, "_links", ["kind", "organisation_id", "target_id", "position"], link_rows)
+        if progress is not None:
+            progress(len(batch))
         batch.clear()
         link_rows.clear()
 
     for source, rec in records:
         report.read += 1
         if isinstance(rec, Problem):
-            problems.append(rec)
+            reject(source, None, [rec])
             continue
         row, links, found = record_to_row(rec, known, source)
         if not found and row["id"] in seen:
             found = [Problem(source, str(row["id"]), "id", row["id"], "duplicate id in this load")]
         if found:
-            problems.extend(found)
+            reject(source, rec, found)
             continue
         seen.add(row["id"])
-        if not problems:  # once anything failed, only keep validating
-            batch.append([row[c] for c in ORG_COLUMNS])
+        if not problems:  # strict: once anything failed, only keep validating
+            batch.append(row)
             link_rows.extend((kind, row["id"], tid, pos) for kind, ids in links.items() for pos, tid in enumerate(ids))
             if len(batch) >= BATCH:
                 flush()
     if not problems:
         flush()
-        problems.extend(_outside_region(conn))
+        for where, rec, found in _outside_region(conn):
+            reject(where, rec, found)
     if problems:
         raise LoadError(problems)
     _enrich_addresses(conn)
     _apply(conn, report)
+    if delete_missing:
+        report.deleted = delete_organisations(
+            conn, "SELECT id FROM organisation WHERE id NOT IN (SELECT id FROM _org) AND NOT (id = ANY(:keep))",
+            {"keep": sorted(rejected_ids)}, reason="absent from a complete import",
+        )
     return report
 
 
-def _outside_region(conn: Connection) -> list[Problem]:
-    """Points farther than 100 m from every commune (only when the communes are loaded)."""
+def delete_organisations(conn: Connection, select_ids: str, params: dict, *, reason: str, merged_into: int | None = None) -> int:
+    """Delete the organisations ``select_ids`` returns, leaving tombstones (410 Gone) behind;
+    the change-feed trigger records a deleted event for each published one."""
+    gone = conn.execute(
+        text(
+            f"WITH doomed AS (DELETE FROM organisation WHERE id IN ({select_ids}) RETURNING id, uuid) "
+            "INSERT INTO organisation_tombstone (id, uuid, merged_into, reason) "
+            "SELECT id, uuid, :merged_into, :reason FROM doomed "
+            "ON CONFLICT (id) DO UPDATE SET deleted_at = now(), merged_into = EXCLUDED.merged_into, reason = EXCLUDED.reason "
+            "RETURNING id"
+        ),
+        {**params, "merged_into": merged_into, "reason": reason},
+    ).scalars().all()
+    return len(gone)
+
+
+def _outside_region(conn: Connection) -> list[tuple[str, dict | None, list[Problem]]]:
+    """Staged points farther than 100 m from every commune (only when the communes are loaded);
+    they are taken out of the staging tables and reported."""
     if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM commune)")).scalar():
         return []
     rows = conn.execute(
         text(
-            "SELECT o.id, o.x_31370, o.y_31370, o.lon, o.lat FROM _org o WHERE o.geom IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM commune c WHERE ST_DWithin(c.geom, o.geom, 100))"
+            "DELETE FROM _org o WHERE o.geom IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM commune c WHERE ST_DWithin(c.geom, o.geom, 100)) "
+            "RETURNING o.id, o.x_31370, o.y_31370, o.lon, o.lat, to_jsonb(o) - 'geom' AS staged"
         )
     ).all()
+    if rows:
+        conn.execute(text("DELETE FROM _links WHERE organisation_id = ANY(:ids)"), {"ids": [r.id for r in rows]})
     return [
-        Problem("-", str(r.id), "address.x/y" if r.x_31370 is not None else "address.lon/lat",
-                [r.x_31370, r.y_31370] if r.x_31370 is not None else [r.lon, r.lat],
-                "point outside the Brussels-Capital Region")
+        ("-", {**r.staged, "id": r.id}, [Problem("-", str(r.id), "address.x/y" if r.x_31370 is not None else "address.lon/lat",
+                  [r.x_31370, r.y_31370] if r.x_31370 is not None else [r.lon, r.lat],
+                  "point outside the Brussels-Capital Region")])
         for r in rows
     ]
 
 
 def _enrich_addresses(conn: Connection) -> None:
-    """Fill what the point tells and the source left empty: commune NIS code, quartier, sector,
-    and the WGS84/Lambert 72 coordinate pair. Source values are kept as given."""
+    """Fill what the point tells and the source left empty: commune NIS code and names, quartier,
+    statistical sector, and the WGS84/Lambert 72 coordinate pair (source values are kept as
+    given); then flag what disagrees and score each record (see app.importer.checks)."""
     conn.execute(
         text(
-            f"""
+            """
             UPDATE _org o SET
               commune_nis = coalesce(o.commune_nis,
                   (SELECT c.nis_code FROM commune c WHERE ST_Intersects(c.geom, o.geom) ORDER BY c.nis_code LIMIT 1),
@@ -596,6 +668,67 @@ def _enrich_addresses(conn: Connection) -> None:
             """
         )
     )
+    conn.execute(
+        text(
+            """
+            UPDATE _org o SET
+              commune_nl = coalesce(o.commune_nl, c.name_nl), commune_fr = coalesce(o.commune_fr, c.name_fr)
+            FROM commune c WHERE c.nis_code = o.commune_nis AND (o.commune_nl IS NULL OR o.commune_fr IS NULL)
+            """
+        )
+    )
+    conn.execute(
+        text(
+            """
+            UPDATE _org o SET
+              quartier_nl = coalesce(o.quartier_nl, q.name_nl), quartier_fr = coalesce(o.quartier_fr, q.name_fr)
+            FROM quartier q WHERE q.code = o.quartier_code AND (o.quartier_nl IS NULL OR o.quartier_fr IS NULL)
+            """
+        )
+    )
+    conn.execute(
+        text(
+            """
+            UPDATE _org o SET
+              statistical_sector_nl = coalesce(o.statistical_sector_nl, s.name_nl),
+              statistical_sector_fr = coalesce(o.statistical_sector_fr, s.name_fr)
+            FROM statistical_sector s
+            WHERE s.code = o.statistical_sector_code AND (o.statistical_sector_nl IS NULL OR o.statistical_sector_fr IS NULL)
+            """
+        )
+    )
+    flags = conn.execute(
+        text(
+            """
+            WITH found AS (
+              SELECT o.id,
+                CASE WHEN o.geom IS NULL THEN 'no-point' END AS no_point,
+                CASE WHEN o.postcode IS NOT NULL AND p.postcode IS NOT NULL AND pc.nis_code IS NOT NULL
+                      AND NOT (pc.nis_code = ANY(p.commune_nis_codes) OR pc.nis_code = p.commune_nis)
+                     THEN 'postcode-commune-mismatch' END AS postcode_mismatch,
+                CASE WHEN o.statistical_sector_code IS NULL THEN NULL
+                     WHEN NOT EXISTS (SELECT 1 FROM statistical_sector) OR o.geom IS NULL THEN 'statistical-sector-unverified'
+                     WHEN ps.code IS DISTINCT FROM o.statistical_sector_code THEN 'statistical-sector-mismatch' END AS sector_flag
+                FROM _org o
+                LEFT JOIN postcode p ON p.postcode = o.postcode
+                LEFT JOIN LATERAL (SELECT c.nis_code FROM commune c WHERE ST_Intersects(c.geom, o.geom) LIMIT 1) pc ON true
+                LEFT JOIN LATERAL (SELECT s.code FROM statistical_sector s WHERE ST_Intersects(s.geom, o.geom) LIMIT 1) ps ON true
+            )
+            SELECT id, array_remove(ARRAY[no_point, postcode_mismatch, sector_flag], NULL) AS extra FROM found
+            """
+        )
+    ).all()
+    from ..importer.checks import quality
+
+    extra = {r.id: r.extra for r in flags if r.extra}
+    rows = conn.execute(text("SELECT id, quality_flags FROM _org")).all()
+    scored = []
+    for r in rows:
+        merged = sorted(set(r.quality_flags or []) | set(extra.get(r.id, [])))
+        scored.append((r.id, merged, quality(merged)))
+    temp_table(conn, "_quality", "(id int PRIMARY KEY, flags text[], score int)")
+    copy_rows(conn, "_quality", ["id", "flags", "score"], scored)
+    conn.execute(text("UPDATE _org o SET quality_flags = q.flags, quality_score = q.score FROM _quality q WHERE q.id = o.id"))
 
 
 def _apply(conn: Connection, report: OrganisationReport) -> None:
@@ -636,6 +769,7 @@ def _apply(conn: Connection, report: OrganisationReport) -> None:
     link_only = changed - {r.id for r in written}
     if link_only:
         conn.execute(text("UPDATE organisation SET updated_at = now() WHERE id = ANY(:ids)"), {"ids": list(link_only)})
+    conn.execute(text("DELETE FROM organisation_tombstone WHERE id IN (SELECT id FROM _org)"))  # back again
     if changed:
         refresh_search_text(conn, list(changed))
         conn.execute(text("REFRESH MATERIALIZED VIEW search_word"))
@@ -643,7 +777,7 @@ def _apply(conn: Connection, report: OrganisationReport) -> None:
                           "organisation_language, organisation_offer_type, organisation_action_zone"))
     report.created = len(created)
     report.updated = len(changed - created)
-    report.unchanged = report.read - report.created - report.updated
+    report.unchanged = report.read - report.rejected - report.created - report.updated
 
 
 SEARCH_TEXT_SQL = """

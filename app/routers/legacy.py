@@ -24,7 +24,9 @@ from starlette.responses import Response
 
 from .. import search as core
 from ..deps import read_connection, settings
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Gone, NotFound
+from ..http import base_url
+from ..search import changes as feed
 from ..search import legacy as sql
 from ..search.criteria import (
     CRITERIA_PARAMETERS,
@@ -139,6 +141,7 @@ async def all_organisations(conn: AsyncConnection, cfg: Settings, criteria: Crit
     responses={200: {"description": "The legacy organisation object (keys, order and types of the 2019 API)", **OBJECT_200}, **NOT_FOUND},
 )
 async def legacy_organisation(
+    request: Request,
     id: Annotated[str, Path(description="Legacy id of the activity place", examples=["13219"])],
     conn: Connection,
 ) -> Response:
@@ -147,7 +150,10 @@ async def legacy_organisation(
     oid = legacy_id(id, "organisation")
     rows = await core.fetch_records(conn, [oid])
     if not rows:
-        raise NotFound(f"no published organisation with id {oid}")
+        try:
+            await feed.raise_missing(conn, oid, lambda successor: f"{base_url(request)}/rest/organisation/{successor}")
+        except Gone as gone:  # the legacy API only knew 404: same status, same hint
+            raise NotFound(gone.detail, headers=gone.headers, **gone.extra) from None
     return json_response(shape.organisation(rows[0]))
 
 

@@ -14,7 +14,8 @@ from .. import schemas, search
 from ..deps import read_connection, settings
 from ..errors import BadRequest, NotFound
 from ..http import base_url
-from ..search.criteria import CRITERIA_PARAMETERS, SORTS, Criteria, bad, parse_criteria
+from ..search.criteria import CRITERIA_PARAMETERS, SORTS, Criteria, bad, parse_criteria, parse_datetime
+from ..search import changes as feed
 from ..search.query import check_references
 from ..search.query import search as run_search
 from ..serialize import geojson, tabular
@@ -225,7 +226,11 @@ async def search_organisations(
 @router.get(
     "/organisations/{id}",
     summary="One activity place, bilingual, with its full record and address",
-    responses={200: {"model": schemas.Organisation, "description": "The activity place"}, **PROBLEM_RESPONSES},
+    responses={
+        200: {"model": schemas.Organisation, "description": "The activity place"},
+        410: {"description": "Deleted, or merged into another record (the problem names the successor and a Link rel=successor-version points to it)", **PROBLEM},
+        **PROBLEM_RESPONSES,
+    },
 )
 async def get_organisation(
     request: Request,
@@ -239,6 +244,65 @@ async def get_organisation(
     reject_unknown(params, {"lang", "fields"})
     rows = await search.fetch_records(conn, [id])
     if not rows:
-        raise NotFound(f"no published organisation with id {id}")
+        await feed.raise_missing(conn, id, lambda successor: f"{base_url(request)}/v1/organisations/{successor}")
     doc = shape.in_language(shape.organisation(rows[0], base_url(request)), choose_lang(request, params))
     return Response(orjson.dumps(select_fields(doc, parse_fields(params))), media_type="application/json")
+
+
+@router.get(
+    "/changes",
+    summary="Change feed: created, updated and deleted activity places in commit order, for synchronisation",
+    responses={200: {"model": schemas.ChangePage, "description": "A page of events and the token for the next page"}, **PROBLEM_RESPONSES},
+)
+async def list_changes(
+    request: Request,
+    conn: Annotated[AsyncConnection, Depends(read_connection)],
+    cfg: Annotated[Settings, Depends(settings)],
+    since: Annotated[str | None, Query(description="An ISO 8601 date-time (events at or after it) or the `next` token of the previous page; absent: from the beginning", examples=["2026-01-01T00:00:00Z"])] = None,
+    limit: Annotated[str | None, Query(description="Events per page, default 50, clamped at 1000")] = None,
+) -> Response:
+    """Sync by id: start with ``since=<date-time>`` (or nothing), apply each event (fetch
+    ``href`` for created/updated, drop the id for deleted), then call ``next`` until ``events`` is
+    empty; keep the last ``next`` token for tomorrow. Tokens never skip or repeat an event, even
+    while imports run."""
+    params = multi(request)
+    reject_unknown(params, {"since", "limit"})
+    size = parse_limit(params, cfg)
+    after = 0
+    if since is not None:
+        if len(params["since"]) > 1:
+            raise bad("since", "give it once")
+        if since[:4].isdigit() and "-" in since:
+            after = await feed.after_time(conn, parse_datetime("since", since))
+        else:
+            after = feed.decode_token(since)
+    page = await feed.changes(conn, after, size)
+    base = base_url(request)
+    token = feed.encode_token(page.next_seq)
+    events = [
+        {"id": e["organisation_id"], "uuid": str(e["uuid"]), "type": e["kind"], "at": e["at"].isoformat(),
+         "href": f"{base}/v1/organisations/{e['organisation_id']}"}
+        for e in page.events
+    ]
+    next_url = page_url(request, cfg, params, since=token)
+    body = {"events": events, "next": token, "links": {"self": page_url(request, cfg, params), "next": next_url}}
+    return Response(orjson.dumps(body), media_type="application/json", headers={"Link": f'<{next_url}>; rel="next"'})
+
+
+@router.get(
+    "/meta/imports",
+    summary="The import runs: when the data changed, from which source, and what each run did",
+    responses={200: {"description": "Import runs, newest first"}, **PROBLEM_RESPONSES},
+)
+async def list_imports(
+    request: Request,
+    conn: Annotated[AsyncConnection, Depends(read_connection)],
+    cfg: Annotated[Settings, Depends(settings)],
+    limit: Annotated[str | None, Query(description="Runs to return, default 50, clamped at 1000")] = None,
+) -> Response:
+    """Counts only (created, updated, unchanged, deleted, rejected, pending, geocoded): the
+    quarantined records themselves are for the data team (admin API)."""
+    params = multi(request)
+    reject_unknown(params, {"limit"})
+    runs = await feed.import_runs(conn, parse_limit(params, cfg))
+    return Response(orjson.dumps({"items": runs}), media_type="application/json")
