@@ -266,7 +266,8 @@ def serve(
     import uvicorn
 
     console.print(f"Bruso listening on [bold]http://{host}:{port}[/] (docs at /docs)")
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=30)  # access lines come from app.edge as JSON
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
-from . import __version__, errors, http, openapi
+from . import __version__, edge, errors, http, openapi
 from .db import make_async_engine
 from .routers import catalog, embed, health, hsds, legacy, ogc, v1, v1_reference
 from .settings import Settings, get_settings
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migration_head = migration_head()
     errors.install(app)
     http.install(app)
+    app.add_middleware(edge.Edge, settings=settings)  # outermost: request id, headers, logs, limits
+    edge.configure_logging(settings.log_level)
     openapi.install(app)
     app.include_router(health.router)
     app.include_router(v1.router)

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     )
     urbis_concurrency: int = 8
     urbis_timeout_s: float = 5.0
+    rate_limit_per_minute: float = Field(default=1200, description="Public GETs per client and minute (0: no limit)")
+    rate_limit_burst: int = Field(default=600, description="Requests a client may make at once before the rate applies")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-For names the client")
+    log_level: str = "INFO"
     cursor_secret: str = Field(
         default="bruso-dev-cursor-secret",
         description="HMAC key signing paging cursors; set the same value on every replica.",
