@@ -12,8 +12,13 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..models import Organisation
+
+# Every stored column but the search support and the geometry (lon/lat and x/y carry the point).
+_COLUMNS = ", ".join(f"o.{c.name}" for c in Organisation.__table__.columns if c.name not in ("search_text", "geom"))
+
 RECORD_SQL = """
-SELECT o.*,
+SELECT {columns},
   (SELECT json_build_object('id', l.id, 'label_nl', l.label_nl, 'label_fr', l.label_fr)
      FROM legal_status l WHERE l.id = o.legal_status_id) AS legal_status,
   (SELECT coalesce(json_agg(json_build_object('id', c.id, 'title_nl', c.title_nl, 'title_fr', c.title_fr)
@@ -43,7 +48,7 @@ SELECT o.*,
 FROM organisation o
 WHERE o.id = ANY(:ids) {public}
 ORDER BY o.id
-"""
+""".replace("{columns}", _COLUMNS)
 
 
 async def fetch_records(conn: AsyncConnection, ids: Sequence[int], public: bool = True) -> list[dict]:
