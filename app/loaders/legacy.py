@@ -672,7 +672,7 @@ def _enrich_addresses(conn: Connection) -> None:
         text(
             """
             UPDATE _org o SET
-              commune_nl = coalesce(o.commune_nl, c.name_nl), commune_fr = coalesce(o.commune_fr, c.name_fr)
+              commune_nl = coalesce(o.commune_nl, nullif(c.name_nl, '')), commune_fr = coalesce(o.commune_fr, nullif(c.name_fr, ''))
             FROM commune c WHERE c.nis_code = o.commune_nis AND (o.commune_nl IS NULL OR o.commune_fr IS NULL)
             """
         )
@@ -681,7 +681,7 @@ def _enrich_addresses(conn: Connection) -> None:
         text(
             """
             UPDATE _org o SET
-              quartier_nl = coalesce(o.quartier_nl, q.name_nl), quartier_fr = coalesce(o.quartier_fr, q.name_fr)
+              quartier_nl = coalesce(o.quartier_nl, nullif(q.name_nl, '')), quartier_fr = coalesce(o.quartier_fr, nullif(q.name_fr, ''))
             FROM quartier q WHERE q.code = o.quartier_code AND (o.quartier_nl IS NULL OR o.quartier_fr IS NULL)
             """
         )
@@ -690,8 +690,8 @@ def _enrich_addresses(conn: Connection) -> None:
         text(
             """
             UPDATE _org o SET
-              statistical_sector_nl = coalesce(o.statistical_sector_nl, s.name_nl),
-              statistical_sector_fr = coalesce(o.statistical_sector_fr, s.name_fr)
+              statistical_sector_nl = coalesce(o.statistical_sector_nl, nullif(s.name_nl, '')),
+              statistical_sector_fr = coalesce(o.statistical_sector_fr, nullif(s.name_fr, ''))
             FROM statistical_sector s
             WHERE s.code = o.statistical_sector_code AND (o.statistical_sector_nl IS NULL OR o.statistical_sector_fr IS NULL)
             """

@@ -48,6 +48,7 @@ from typing import Any, BinaryIO, Literal
 __all__ = [
     "COLUMNS",
     "COLUMNS_BY_KEY",
+    "DERIVED",
     "EDITABLE_KEYS",
     "HEADERS",
     "KEYS",
@@ -230,7 +231,13 @@ COLUMNS: list[Column] = [
     Column("last_update", "Laatste bijwerking", "Dernière mise à jour", "date", width=12),
     Column("start_date", "Startdatum", "Date de début", "date", width=12),
     Column("publication_state", "Publicatiestatus", "État de publication", width=12),
+    # what the importer derived (read-only: recomputed on every import)
+    Column("phones_e164", "Telefoons (E.164, afgeleid)", "Téléphones (E.164, dérivés)", "texts", read_only=True, width=20),
+    Column("geocode_status", "Geocodering", "Géocodage", read_only=True, width=10),
+    Column("quality_score", "Kwaliteit (0-100)", "Qualité (0-100)", "int", read_only=True, width=8),
+    Column("quality_flags", "Kwaliteitsopmerkingen", "Remarques de qualité", "texts", read_only=True, width=30),
 ]
+DERIVED = ("uuid", "phones_e164", "geocode_status", "quality_score", "quality_flags")
 
 COLUMNS_BY_KEY: dict[str, Column] = {c.key: c for c in COLUMNS}
 KEYS: list[str] = [c.key for c in COLUMNS]
