@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -139,15 +140,22 @@ def load_demo(
 GeocodeMode = typer.Option(help="Geocode through URBIS: missing (records without a point), all, or none")
 
 
+@contextlib.contextmanager
+def closing_after(close):
+    try:
+        yield
+    finally:
+        close()
+
+
 def _import(source_factory, *, geocode: str, urbis: str | None, dry_run: bool, delete_missing: bool) -> None:
     """Run an import with a progress bar; print the summary and the rejected records; exit 1 when
     anything was rejected."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .db import make_sync_engine
-    from .importer.run import refresh_downloads
     from .importer.geocoding import make_prepare
-    from .importer.run import run_import
+    from .importer.run import refresh_downloads, run_import
     from .loaders import LoadError
 
     settings = get_settings()
@@ -157,7 +165,8 @@ def _import(source_factory, *, geocode: str, urbis: str | None, dry_run: bool, d
     try:
         source = source_factory(engine)
         prepare, stats = make_prepare(settings, engine, geocode, urbis)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        closing = prepare.close if prepare is not None else (lambda: None)
+        with closing_after(closing), Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
             task = bar.add_task(f"importing {source.name}", total=None)
             try:

@@ -142,8 +142,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_thread(asgi_app, port: int | None = None) -> Iterator[str]:
-    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+def serve_in_thread(asgi_app, port: int | None = None, expose: dict | None = None) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL (``expose``
+    receives the uvicorn server as "server", for tests that stop it)."""
     import threading
     import time
 
@@ -151,6 +152,8 @@ def serve_in_thread(asgi_app, port: int | None = None) -> Iterator[str]:
 
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(asgi_app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    if expose is not None:
+        expose["server"] = server
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -607,6 +607,32 @@ def load_organisations(
     return report
 
 
+def reprocess(conn: Connection, where_sql: str, prepare: Prepare, *, progress: Callable[[int], None] | None = None) -> OrganisationReport:
+    """Run stored records (``WHERE where_sql``) through ``prepare`` (the geocoder) and the
+    enrichment again, keeping their links; only what changed is written."""
+    temp_table(conn, "_org", "(LIKE organisation INCLUDING DEFAULTS)")
+    temp_table(conn, "_links", "(kind text, organisation_id int, target_id int, position int)")
+    columns = ", ".join("ST_AsEWKT(geom) AS geom" if c == "geom" else c for c in ORG_COLUMNS)
+    rows = [dict(r) for r in conn.execute(
+        text(f"SELECT {columns} FROM organisation WHERE {where_sql} ORDER BY id FOR UPDATE")).mappings()]
+    report = OrganisationReport(read=len(rows))
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start:start + BATCH]
+        prepare(batch)
+        report.pending += sum(1 for row in batch if row["geocode_status"] == "pending")
+        report.geocoded += sum(1 for row in batch if row["geocode_status"] == "ok")
+        copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch))
+        if progress is not None:
+            progress(len(batch))
+    for kind, table in LINKS.items():
+        conn.execute(text(
+            f"INSERT INTO _links SELECT :kind, organisation_id, {kind}_id, position FROM {table.name} "
+            "WHERE organisation_id IN (SELECT id FROM _org)"), {"kind": kind})
+    _enrich_addresses(conn)
+    _apply(conn, report)
+    return report
+
+
 def delete_organisations(conn: Connection, select_ids: str, params: dict, *, reason: str, merged_into: int | None = None) -> int:
     """Delete the organisations ``select_ids`` returns, leaving tombstones (410 Gone) behind;
     the change-feed trigger records a deleted event for each published one."""
@@ -665,6 +691,17 @@ def _enrich_addresses(conn: Connection) -> None:
               x_31370 = coalesce(o.x_31370, ST_X(o.geom)),
               y_31370 = coalesce(o.y_31370, ST_Y(o.geom))
             WHERE o.geom IS NOT NULL OR o.postcode IS NOT NULL
+            """
+        )
+    )
+    # a point URBIS just gave decides the statistical sector (a source's code only fills a gap)
+    conn.execute(
+        text(
+            """
+            UPDATE _org o SET statistical_sector_code = s.code, statistical_sector_nl = NULL, statistical_sector_fr = NULL
+              FROM statistical_sector s
+             WHERE o.geocode_status = 'ok' AND ST_Intersects(s.geom, o.geom)
+               AND s.code IS DISTINCT FROM o.statistical_sector_code
             """
         )
     )
