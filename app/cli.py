@@ -19,6 +19,8 @@ load_app = typer.Typer(help="Load reference layers and legacy social.brussels da
 demo_app = typer.Typer(help="The demo directory.", no_args_is_help=True)
 import_app = typer.Typer(help="Import records (checked, geocoded, quarantined when bad).", no_args_is_help=True)
 urbis_app = typer.Typer(help="The URBIS geocoding service.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of the write side (/admin).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(urbis_app, name="urbis")
@@ -263,6 +265,61 @@ def urbis_serve(
 
     console.print(f"URBIS twin on [bold]http://{host}:{port}/Rest/Localize/[/]")
     run(get_settings().database_url, host, port)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who holds the key (shown in the audit log)")],
+    scope: Annotated[list[str], typer.Option("--scope", help="import, edit or admin (repeatable)")],
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from .auth import create_key
+    from .db import make_sync_engine
+
+    engine = make_sync_engine(get_settings())
+    try:
+        key = create_key(engine, name, scope)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        engine.dispose()
+    console.print(f"key for [bold]{name}[/] ({', '.join(scope)}), shown once:")
+    print(key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (or the whole key)")]) -> None:
+    """Revoke a key at once (every request checks the key)."""
+    from .auth import revoke_key
+    from .db import make_sync_engine
+
+    engine = make_sync_engine(get_settings())
+    try:
+        if not revoke_key(engine, prefix):
+            console.print(f"[red]no active key with prefix {prefix}[/]")
+            raise typer.Exit(1)
+    finally:
+        engine.dispose()
+    console.print(f"revoked {prefix}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys (names, prefixes, scopes, dates; never the secret)."""
+    from .auth import list_keys
+    from .db import make_sync_engine
+
+    engine = make_sync_engine(get_settings())
+    try:
+        keys = list_keys(engine)
+    finally:
+        engine.dispose()
+    table = Table(title="API keys")
+    for column in ("name", "prefix", "scopes", "created_at", "revoked_at"):
+        table.add_column(column)
+    for k in keys:
+        table.add_row(k["name"], k["prefix"], ", ".join(k["scopes"]), str(k["created_at"]), str(k["revoked_at"] or ""))
+    console.print(table)
 
 
 @app.command("serve")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from . import __version__, edge, errors, http, openapi
 from .db import make_async_engine
-from .routers import catalog, embed, health, hsds, legacy, ogc, v1, v1_reference
+from .routers import admin, catalog, embed, health, hsds, legacy, ogc, v1, v1_reference
 from .settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ogc.router)
     app.include_router(embed.router)
     app.include_router(catalog.router)
+    app.include_router(admin.router)
     app.include_router(legacy.router)  # last: it ends with the /rest catch-all 404
     return app
 
