@@ -86,6 +86,8 @@ def run_import(
 
             def on_reject(where: str, rec: dict | None, problems: list[Problem]) -> None:
                 rid = rec.get("id") if isinstance(rec, dict) else None
+                if rec is None and problems and problems[0].record not in ("-", ""):
+                    where = f"{where}, {problems[0].record}"  # unreadable input: its line
                 rejected.append(Rejected(where, None if rid is None else str(rid), rec, problems))
 
             lookups: dict = {}
