@@ -66,17 +66,20 @@ def _run_load(title: str, fn) -> None:
     from .db import make_sync_engine
     from .loaders import LoadError
 
+    from .downloads import build_downloads
+
     engine = make_sync_engine(get_settings())
     started = time.perf_counter()
     try:
         with engine.begin() as conn:
             counts = fn(conn)
+        _report(title, counts, time.perf_counter() - started)
+        console.print(str(build_downloads(engine)))  # the bulk files follow the data, off the request path
     except LoadError as exc:
         console.print(f"[red]{title}: rejected[/] — {exc}")
         raise typer.Exit(1) from None
     finally:
         engine.dispose()
-    _report(title, counts, time.perf_counter() - started)
 
 
 @load_app.command("reference")
@@ -320,6 +323,23 @@ def keys_list() -> None:
     for k in keys:
         table.add_row(k["name"], k["prefix"], ", ".join(k["scopes"]), str(k["created_at"]), str(k["revoked_at"] or ""))
     console.print(table)
+
+
+downloads_app = typer.Typer(help="Precomputed bulk downloads.", no_args_is_help=True)
+app.add_typer(downloads_app, name="downloads")
+
+
+@downloads_app.command("build")
+def downloads_build(force: Annotated[bool, typer.Option("--force", help="Rebuild even if the data did not change")] = False) -> None:
+    """Rebuild the bulk files (GeoJSON, CSV, XLSX, NDJSON, taxonomy, districts) if the data changed."""
+    from .db import make_sync_engine
+    from .downloads import build_downloads
+
+    engine = make_sync_engine(get_settings())
+    try:
+        console.print(str(build_downloads(engine, force=force)))
+    finally:
+        engine.dispose()
 
 
 @app.command("serve")

@@ -150,8 +150,6 @@ def _fail(engine: Engine, run_id: int, error: str, started: float) -> None:
 
 def refresh_downloads(engine: Engine) -> None:
     """Rebuild the precomputed bulk downloads after the data changed (never on the request path)."""
-    try:  # TEMP-WIRING: until app/downloads.py lands
-        from ..downloads import build_downloads
-    except ModuleNotFoundError:
-        return
+    from ..downloads import build_downloads
+
     build_downloads(engine)

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from ..deps import read_connection, settings
 from ..errors import BadRequest, NotFound
+from ..http import base_url
 from ..search import reference as ref
 from ..search.criteria import CRITERIA_PARAMETERS, int_list, parse_criteria, split
 from ..search.query import check_references
@@ -134,7 +135,7 @@ async def sectors(request: Request, conn: Connection, cfg: Config, lang: Lang = 
     params = _params(request, {"lang"})
     language = _lang(request, params)
     rows = await ref.sectors(conn)
-    return _listing([shape.sector(r, cfg.public_base_url) for r in rows], language)
+    return _listing([shape.sector(r, base_url(request)) for r in rows], language)
 
 
 @router.get(
@@ -158,7 +159,7 @@ async def sector(
     rows = await ref.sectors(conn, id)
     if not rows:
         raise NotFound(f"no sector with id {id}")
-    doc = shape.sector(rows[0], cfg.public_base_url)
+    doc = shape.sector(rows[0], base_url(request))
     doc["children"] = shape.category_tree(await ref.sector_tree(conn, id))
     return _respond(doc, language)
 
@@ -213,7 +214,7 @@ async def categories(
             raise BadRequest(f"limit: {raw_limit!r} is not a positive integer", parameter="limit")
         size = min(int(raw_limit), CATEGORIES_MAX_LIMIT)
     rows = await ref.categories(conn, q=text or None, sectors=sector_ids, limit=size)
-    return _listing([shape.category(r, cfg.public_base_url) for r in rows], language)
+    return _listing([shape.category(r, base_url(request)) for r in rows], language)
 
 
 @router.get(
@@ -235,7 +236,7 @@ async def category(
     rows = await ref.categories(conn, category_id=id, limit=1)
     if not rows:
         raise NotFound(f"no category with id {id}")
-    doc = shape.category_detail(rows[0], await ref.category_paths(conn, id), cfg.public_base_url)
+    doc = shape.category_detail(rows[0], await ref.category_paths(conn, id), base_url(request))
     return _respond(doc, language)
 
 
