@@ -262,12 +262,13 @@ def geocode_pending(
 def urbis_serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8765,
+    workers: Annotated[int, typer.Option()] = 1,
 ) -> None:
     """A local URBIS Localize twin answering from the reference streets and address points."""
     from .geo.urbis_server import serve as run
 
     console.print(f"URBIS twin on [bold]http://{host}:{port}/Rest/Localize/[/]")
-    run(get_settings().database_url, host, port)
+    run(get_settings().database_url, host, port, workers=workers)
 
 
 @keys_app.command("create")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from ..geo.urbis import GeocodeResult, PgCache, UrbisClient, UrbisError
+from ..geo.urbis import GeocodeResult, PgCache, UrbisClient, UrbisError, UrbisUnavailable
 from ..models import SRID
 
 FAR_M = 100.0  # source point farther than this from URBIS's: flagged
@@ -79,11 +79,11 @@ def _flag(row: dict, flag: str) -> None:
 def apply(row: dict, result: GeocodeResult | None | UrbisError) -> None:
     """Write one geocoding outcome into a staged row."""
     row["quality_flags"] = [f for f in row.get("quality_flags") or [] if f not in ("geocode-pending", "address-not-found")]
-    if isinstance(result, UrbisError):
+    if isinstance(result, UrbisUnavailable):  # down, too slow, breaker open: try again later
         row["geocode_status"] = "pending"
         _flag(row, "geocode-pending")
         return
-    if result is None:
+    if result is None or isinstance(result, UrbisError):  # unknown, or refused for good (error:true, 4xx)
         row["geocode_status"] = "failed"
         _flag(row, "address-not-found")
         return
