@@ -23,6 +23,9 @@ CACHE_CONTROL = {
     "/rest/search/organisation": "public, max-age=60",
     "/rest/": "public, max-age=300",
     "/v1/": "public, max-age=300",
+    "/hsds/": "public, max-age=300",
+    "/ogc/": "public, max-age=300",
+    "/catalog": "public, max-age=300",
     "/healthz": "no-store",
     "/readyz": "no-store",
 }
