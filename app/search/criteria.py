@@ -231,3 +231,89 @@ CRITERIA_PARAMETERS = frozenset(
         "enterprise_number", "near", "radius", "bbox", "bbox-crs", "within", "updated_since",
     }
 )
+
+
+# ---------------------------------------------------------------- OGC API parsers (CRS URIs, datetime)
+# Additions for the OGC surface; nothing above uses them.
+
+CRS84_URI = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG4326_URI = "http://www.opengis.net/def/crs/EPSG/0/4326"
+EPSG31370_URI = "http://www.opengis.net/def/crs/EPSG/0/31370"
+
+
+class OgcCrs(BaseModel):
+    """A CRS of the OGC surface: its URI, the SRID of its coordinates and whether they are given
+    latitude first (EPSG:4326 is lat/lon; CRS84 is lon/lat)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    srid: int
+    lat_lon: bool = False
+
+
+OGC_CRSS = {
+    CRS84_URI: OgcCrs(uri=CRS84_URI, srid=4326),
+    EPSG4326_URI: OgcCrs(uri=EPSG4326_URI, srid=4326, lat_lon=True),
+    EPSG31370_URI: OgcCrs(uri=EPSG31370_URI, srid=31370),
+}
+_CRS_ALIASES = {
+    "crs84": CRS84_URI, "ogc:crs84": CRS84_URI, "urn:ogc:def:crs:ogc:1.3:crs84": CRS84_URI,
+    "https://www.opengis.net/def/crs/ogc/1.3/crs84": CRS84_URI,
+    "epsg:4326": EPSG4326_URI, "urn:ogc:def:crs:epsg::4326": EPSG4326_URI,
+    "https://www.opengis.net/def/crs/epsg/0/4326": EPSG4326_URI,
+    "epsg:31370": EPSG31370_URI, "urn:ogc:def:crs:epsg::31370": EPSG31370_URI,
+    "https://www.opengis.net/def/crs/epsg/0/31370": EPSG31370_URI,
+}
+
+
+def parse_ogc_crs(name: str, text: str) -> OgcCrs:
+    """A CRS given as a URI (``http://www.opengis.net/def/crs/EPSG/0/31370``), a safe CURIE
+    (``[EPSG:31370]``), a URN or a short form (``EPSG:31370``, ``CRS84``)."""
+    key = text.strip()
+    if key in OGC_CRSS:
+        return OGC_CRSS[key]
+    folded = key.removeprefix("[").removesuffix("]").lower()
+    if folded in _CRS_ALIASES:
+        return OGC_CRSS[_CRS_ALIASES[folded]]
+    raise bad(name, f"unsupported CRS {text!r}; supported: {', '.join(OGC_CRSS)}")
+
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def parse_datetime_interval(name: str, text: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """An OGC ``datetime``: an instant or an interval ``start/end`` (``..`` or empty = open) →
+    a half-open range [start, end) in UTC (None = open). A date covers its whole day, a date-time
+    instant is [t, t + 1 µs) (PostgreSQL's resolution); both ends open is a 400."""
+
+    def bound(part: str, end: bool) -> dt.datetime | None:
+        part = part.strip()
+        if _DATE_ONLY.fullmatch(part[:-1]) and part.endswith("T"):  # GDAL sends dates as 2024-01-01T
+            part = part[:-1]
+        if part in ("", ".."):
+            return None
+        value = parse_datetime(name, part)
+        if end:
+            try:
+                value += dt.timedelta(days=1) if _DATE_ONLY.fullmatch(part) else dt.timedelta(microseconds=1)
+            except OverflowError:
+                raise bad(name, f"{part!r} is out of range") from None
+        return value
+
+    text = text.strip()
+    if not text:
+        raise bad(name, "empty value")
+    if "/" in text:
+        parts = text.split("/")
+        if len(parts) != 2:
+            raise bad(name, f"{text!r} is not an instant or an interval start/end")
+        start, end = bound(parts[0], False), bound(parts[1], True)
+        if start is None and end is None:
+            raise bad(name, "an interval needs at least one bound")
+        if start is not None and end is not None and start >= end:
+            raise bad(name, "the start of the interval is after its end")
+        return start, end
+    if text == "..":
+        raise bad(name, "'..' is only allowed as one bound of an interval")
+    return bound(text, False), bound(text, True)
