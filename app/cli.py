@@ -326,6 +326,37 @@ def keys_list() -> None:
     console.print(table)
 
 
+@app.command("backup")
+def backup(path: Annotated[Path, typer.Argument(help="Archive to write (pg_dump custom format)")]) -> None:
+    """Dump the whole database (records, links, runs, quarantine, feed, keys, audit)."""
+    from .backup import BackupError
+    from .backup import backup as run
+
+    try:
+        written = run(get_settings().database_url, path)
+    except BackupError as exc:
+        console.print(f"[red]backup failed[/] — {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {written} ({written.stat().st_size:,} bytes)")
+
+
+@app.command("restore")
+def restore(
+    path: Annotated[Path, typer.Argument(help="Archive written by bruso backup")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a database that already has tables")] = False,
+) -> None:
+    """Restore an archive into BRUSO_DATABASE_URL (an empty database unless --force), in one transaction."""
+    from .backup import BackupError
+    from .backup import restore as run
+
+    try:
+        run(get_settings().database_url, path, force=force)
+    except BackupError as exc:
+        console.print(f"[red]restore failed[/] — {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"restored {path}")
+
+
 downloads_app = typer.Typer(help="Precomputed bulk downloads.", no_args_is_help=True)
 app.add_typer(downloads_app, name="downloads")
 
@@ -350,8 +381,13 @@ def serve(
     workers: Annotated[int, typer.Option()] = 1,
 ) -> None:
     """Run the API with uvicorn."""
+    import signal
+    import sys
+
     import uvicorn
 
+    # uvicorn re-raises SIGTERM after its graceful shutdown; a clean stop should exit 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     console.print(f"Bruso listening on [bold]http://{host}:{port}[/] (docs at /docs)")
     uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="warning", access_log=False,
                 timeout_graceful_shutdown=30)  # access lines come from app.edge as JSON

@@ -7,7 +7,7 @@ import logging
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -48,6 +48,12 @@ def problem_response(status: int, title: str, detail: str, instance: str, header
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def _timed_out(exc: Exception) -> bool:
+    """A statement cancelled by ``statement_timeout`` (psycopg's QueryCanceled, 57014)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) == "57014" or "statement timeout" in str(orig or "")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem):
@@ -70,16 +76,38 @@ def install(app: FastAPI) -> None:
         return problem_response(exc.status_code, titles.get(exc.status_code, "Error"), str(detail), request.url.path, exc.headers)
 
     @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: Exception):
+        log.warning("no database connection free within the pool timeout")
+        return problem_response(
+            503, "Service Unavailable", "the service is busy; retry shortly", request.url.path, {"Retry-After": "5"}
+        )
+
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: Exception):
+        if _timed_out(exc):  # QueryCanceled is an OperationalError: not an outage
+            log.warning("statement timeout on %s", request.url.path)
+            return problem_response(
+                503, "Service Unavailable", "the query took too long", request.url.path, {"Retry-After": "5"}
+            )
         log.warning("database unavailable: %s", type(exc).__name__)
         return problem_response(
             503, "Service Unavailable", "the database is unavailable; retry shortly", request.url.path, {"Retry-After": "5"}
         )
 
+    @app.exception_handler(DataError)
+    async def _bad_data(request: Request, exc: DataError):
+        # psycopg refuses to send a NUL character (PostgreSQL text cannot hold one): that is the
+        # client's %00, in any text parameter of any surface, not a server fault
+        if "NUL (0x00)" in str(exc.orig):
+            names = [k for k, v in request.query_params.multi_items() if "\x00" in k or "\x00" in v]
+            name = names[0] if names else "path"
+            return problem_response(400, "Bad Request", f"{name}: must not contain a NUL character (%00)",
+                                    request.url.path, parameter=name)
+        return await _db_error(request, exc)
+
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError):
-        if "statement timeout" in str(exc.orig):
+        if _timed_out(exc):
             return problem_response(
                 503, "Service Unavailable", "the query took too long", request.url.path, {"Retry-After": "5"}
             )

@@ -37,3 +37,17 @@ def in_brussels_bbox_wgs84(lon: float, lat: float) -> bool:
 def in_brussels_bbox_l72(x: float, y: float) -> bool:
     x0, y0, x1, y1 = BRUSSELS_BBOX_L72
     return x0 <= x <= x1 and y0 <= y <= y1
+
+
+# Where lon/lat can go to Lambert 72 sensibly (a world-wide box cannot): Europe, widely.
+LAMBERT72_WINDOW = (-30.0, 25.0, 40.0, 80.0)
+
+
+def clip_to_window(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+    """A lon/lat box clipped to LAMBERT72_WINDOW; a box outside it becomes the window's corner
+    point (where nothing is)."""
+    w0, v0, w1, v1 = LAMBERT72_WINDOW
+    x0, y0, x1, y1 = max(x0, w0), max(y0, v0), min(x1, w1), min(y1, v1)
+    if x0 > x1 or y0 > y1:
+        return w0, v0, w0, v0
+    return x0, y0, x1, y1

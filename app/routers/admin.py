@@ -180,7 +180,7 @@ def _limit(params: dict, default: int = 50, maximum: int = 1000) -> int:
     raw = params.get("limit")
     if raw is None:
         return default
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= 10**9:
+    if not raw.isascii() or not raw.strip().isdigit() or not 1 <= int(raw) <= 10**9:
         raise BadRequest(f"limit: expected a positive integer, not {raw!r}", parameter="limit")
     return min(int(raw), maximum)
 
@@ -189,14 +189,14 @@ def _positive_int(params: dict, name: str) -> int | None:
     raw = params.get(name)
     if raw is None:
         return None
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= 2**63 - 1:
+    if not raw.isascii() or not raw.strip().isdigit() or not 1 <= int(raw) <= 2**63 - 1:
         raise BadRequest(f"{name}: expected a positive integer, not {raw!r}", parameter=name)
     return int(raw)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ContentTooLarge(f"the body is {int(declared):,} bytes; the limit is {limit:,}", limit=limit)
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -888,7 +888,7 @@ async def admin_create_import(
     with tempfile.TemporaryDirectory(prefix="bruso-upload-") as tmp:
         body = FsPath(tmp) / "body"
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
             raise ContentTooLarge(f"the upload is {int(declared):,} bytes; the limit is {MAX_UPLOAD_BYTES:,}", limit=MAX_UPLOAD_BYTES)
         size = 0
         with body.open("wb") as fh:

@@ -109,7 +109,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None  # several ranges: RFC 9110 lets a server ignore Range; the whole file it is
     first, sep, last = spec.partition("-")
     first, last = first.strip(), last.strip()
-    if not sep or (first and not first.isdigit()) or (last and not last.isdigit()) or not (first or last):
+    if not spec.isascii() or not sep or (first and not first.isdigit()) or (last and not last.isdigit()) or not (first or last):
         raise Unsatisfiable
     if not first:  # suffix: the last n bytes
         n = int(last)

@@ -86,7 +86,7 @@ def positive(params: dict, name: str, maximum: int | None = None) -> int | None:
     value = one(params, name)
     if value is None:
         return None
-    if not value.lstrip("+").isdigit() or int(value) < 1 or len(value) > 12:
+    if not value.isascii() or not value.lstrip("+").isdigit() or int(value) < 1 or len(value) > 12:
         raise bad(name, f"{value!r} is not a positive integer")
     number = int(value)
     if maximum is not None and number > maximum:

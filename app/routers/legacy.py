@@ -57,6 +57,7 @@ ORGANISATIONS_200 = {
     "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}},
 }
 LIST_200 = {"content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}
+PATHS_200 = {"content": {"application/json": {"schema": {"type": "array", "items": {"type": "array", "items": {"type": "object"}}}}}}
 OBJECT_200 = {"content": {"application/json": {"schema": {"type": "object"}}}}
 NOT_FOUND = {404: PROBLEM_RESPONSES[404], 503: PROBLEM_RESPONSES[503]}
 SEARCH_ERRORS = PROBLEM_RESPONSES
@@ -262,7 +263,7 @@ async def legacy_sector(id: SECTOR_ID, conn: Connection) -> Response:
 @router.get(
     "/sector/{id}/paths",
     summary="The paths from a sector down to each of its categories",
-    responses={200: {"description": "A list of paths; each path is a list of {id, titleFr, titleNl}", **LIST_200}, **NOT_FOUND},
+    responses={200: {"description": "A list of paths; each path is a list of {id, titleFr, titleNl}", **PATHS_200}, **NOT_FOUND},
 )
 async def legacy_sector_paths(id: SECTOR_ID, conn: Connection) -> Response:
     """One path per category placed in the sector's tree (``category_tree``), in tree order (depth

@@ -210,7 +210,7 @@ async def categories(
     raw_limit = _one(params, "limit")
     size = CATEGORIES_DEFAULT_LIMIT
     if raw_limit is not None:
-        if not raw_limit.strip().isdigit() or int(raw_limit) < 1:
+        if not raw_limit.isascii() or not raw_limit.strip().isdigit() or int(raw_limit) < 1:
             raise BadRequest(f"limit: {raw_limit!r} is not a positive integer", parameter="limit")
         size = min(int(raw_limit), CATEGORIES_MAX_LIMIT)
     rows = await ref.categories(conn, q=text or None, sectors=sector_ids, limit=size)
@@ -360,6 +360,8 @@ async def suggest(
     if len(text) > 100:
         raise BadRequest("q: at most 100 characters", parameter="q")
     types = split(params.get("type") or [])
+    if "type" in params and not types:
+        raise BadRequest(f"type: empty; use {', '.join(ref.SUGGEST_TYPES)} (or leave type out for every type)", parameter="type")
     unknown = [t for t in types if t not in ref.SUGGEST_TYPES]
     if unknown:
         raise BadRequest(f"type: unknown {', '.join(unknown)}; use {', '.join(ref.SUGGEST_TYPES)}", parameter="type")

@@ -62,6 +62,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import BadRequest
+from ..geo.crs import LAMBERT72_WINDOW, clip_to_window  # noqa: F401 - clip_to_window re-exported for the OGC router
 from ..identifiers import InvalidEnterpriseNumber, normalise_enterprise_number
 from ..models import (
     SRID,
@@ -186,9 +187,8 @@ DISTRICT_QUERYABLES: dict[str, dict[str, Queryable]] = {
 
 MAX_DENSIFIED_POINTS = 20_000
 # Lambert 72 is a conic projection for Belgium: far-away lon/lat (a world-wide box) projects to
-# garbage. Geographic literals are clipped to this generous window (CRS84) first; every stored
+# garbage. Geographic literals are clipped to LAMBERT72_WINDOW (app.geo.crs) first; every stored
 # geometry lies in Brussels, deep inside it, so no spatial predicate changes its answer.
-LAMBERT72_WINDOW = (-30.0, 25.0, 40.0, 80.0)
 
 
 def storage_geometry(geometry, srid: int, length: float = 0.0) -> ColumnElement:
@@ -216,16 +216,6 @@ def box_geometry(x0: float, y0: float, x1: float, y1: float, crs: OgcCrs, parame
     if crs.srid == 4326:
         x0, y0, x1, y1 = clip_to_window(x0, y0, x1, y1)
     return storage_geometry(func.ST_MakeEnvelope(x0, y0, x1, y1, crs.srid), crs.srid, 2 * (x1 - x0 + y1 - y0))
-
-
-def clip_to_window(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
-    """A lon/lat box clipped to LAMBERT72_WINDOW; a box outside it becomes the window's corner
-    point (where nothing is)."""
-    w0, v0, w1, v1 = LAMBERT72_WINDOW
-    x0, y0, x1, y1 = max(x0, w0), max(y0, v0), min(x1, w1), min(y1, v1)
-    if x0 > x1 or y0 > y1:
-        return w0, v0, w0, v0
-    return x0, y0, x1, y1
 
 
 def _geometry_literal(geojson: Mapping, crs: OgcCrs) -> ColumnElement:

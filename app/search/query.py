@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Text
 
 from ..errors import BadRequest
-from ..geo.crs import to_lambert72
+from ..geo.crs import clip_to_window, to_lambert72
 from ..models import LINKS, SRID, Commune, Organisation, Quartier, StatisticalSector
 from ..models.taxonomy import Accreditation, CategoryTree
 from ..text import fold
@@ -101,9 +101,10 @@ def query_point(criteria: Criteria):
 
 def _bbox_geometry(criteria: Criteria):
     x0, y0, x1, y1 = criteria.bbox  # type: ignore[misc]
-    envelope = func.ST_MakeEnvelope(x0, y0, x1, y1, criteria.bbox_crs)
     if criteria.bbox_crs == SRID:
-        return envelope
+        return func.ST_MakeEnvelope(x0, y0, x1, y1, SRID)
+    # a world-wide box cannot go to Lambert 72 as such: clip it to where the projection holds
+    envelope = func.ST_MakeEnvelope(*clip_to_window(x0, y0, x1, y1), criteria.bbox_crs)
     # A WGS84 box is not a box in Lambert 72: densify its edges before transforming (once per query).
     return func.ST_Transform(func.ST_Segmentize(envelope, 0.001), SRID)
 
