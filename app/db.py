@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import select
 
+import orjson
+from psycopg.types.json import set_json_loads
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -14,8 +17,10 @@ from .settings import Settings
 def _connect_args(settings: Settings) -> dict:
     return {
         # API queries are short: parallel workers only add start-up latency (measured: +20 ms at 100k)
+        # custom plans always: a generic plan of the bbox search recomputed the transformed box per
+        # row (measured 240x slower after psycopg's fifth execution prepared it; bench/README.md)
         "options": f"-c statement_timeout={settings.statement_timeout_ms} -c max_parallel_workers_per_gather=0 "
-        "-c application_name=bruso",
+        "-c plan_cache_mode=force_custom_plan -c application_name=bruso",
         "connect_timeout": 2,
     }
 
@@ -58,6 +63,11 @@ def _survive_lost_connections(engine: AsyncEngine) -> None:
                 raise
 
     dialect.do_rollback = do_rollback
+
+    @event.listens_for(sync, "connect")
+    def _fast_json(dbapi_connection, connection_record) -> None:
+        # json/jsonb columns (the linked labels of every record) parsed by orjson, not json.loads
+        set_json_loads(orjson.loads, dbapi_connection.driver_connection)
 
     @event.listens_for(sync, "checkout")
     def _replace_lost(dbapi_connection, connection_record, connection_proxy) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .settings import Settings
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:  # async: no thread hop per request
     return request.app.state.settings
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import time
 from email.utils import format_datetime, parsedate_to_datetime
 
 from fastapi import FastAPI, Request
@@ -42,10 +43,19 @@ DATA_VERSION_SQL = "SELECT greatest((SELECT max(updated_at) FROM organisation), 
 
 
 async def data_version(request: Request) -> dt.datetime | None:
-    """When the public data last changed: one index-only lookup (no per-process cache, so that
-    Last-Modified and If-Modified-Since agree on every replica)."""
-    async with request.app.state.read_engines[0].connect() as conn:
-        return (await conn.execute(text(DATA_VERSION_SQL))).scalar()
+    """When the public data last changed: one index-only lookup, remembered for
+    ``data_version_ttl_s`` (1 s) per process so that a busy server does not take a second pooled
+    connection per request. Replicas may disagree for at most that long after a change."""
+    state = request.app.state
+    ttl = state.settings.data_version_ttl_s
+    cached = getattr(state, "data_version_cache", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[1] < ttl:
+        return cached[0]
+    async with state.read_engines[0].connect() as conn:
+        version = (await conn.execute(text(DATA_VERSION_SQL))).scalar()
+    state.data_version_cache = (version, now)
+    return version
 
 
 class ConditionalGet:

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=600, description="Requests a client may make at once before the rate applies")
     trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-For names the client")
     log_level: str = "INFO"
+    data_version_ttl_s: float = Field(default=1.0, description="How long a process reuses the data version behind Last-Modified (0: ask every time)")
     cursor_secret: str = Field(
         default="bruso-dev-cursor-secret",
         description="HMAC key signing paging cursors; set the same value on every replica.",

@@ -94,7 +94,7 @@ def parse_limit(params: dict, cfg: Settings) -> int:
     return min(value, cfg.max_limit)  # clamped, not rejected
 
 
-def search_parameters(
+async def search_parameters(  # async: no thread hop per request
     q: Annotated[str | None, Query(description="Free text over NL+FR names, alternative names, activities, category titles and keywords; accent-, case- and typo-tolerant", examples=["ocmw"], max_length=200)] = None,
     sector: Annotated[list[str] | None, Query(description="Sector ids (repeat or comma-separate: OR)", examples=["53"])] = None,
     category: Annotated[list[str] | None, Query(description="Category ids; includes every category below them in the tree", examples=["489"])] = None,

@@ -100,13 +100,22 @@ def query_point(criteria: Criteria):
 
 
 def _bbox_geometry(criteria: Criteria):
+    """The bbox as a Lambert 72 polygon literal, computed here (pyproj) once per query: a WGS84 box
+    is not a box in Lambert 72, so its edges are densified before transforming; a world-wide box
+    is clipped to where the projection holds. A constant, so no plan recomputes it per row."""
     x0, y0, x1, y1 = criteria.bbox  # type: ignore[misc]
     if criteria.bbox_crs == SRID:
         return func.ST_MakeEnvelope(x0, y0, x1, y1, SRID)
-    # a world-wide box cannot go to Lambert 72 as such: clip it to where the projection holds
-    envelope = func.ST_MakeEnvelope(*clip_to_window(x0, y0, x1, y1), criteria.bbox_crs)
-    # A WGS84 box is not a box in Lambert 72: densify its edges before transforming (once per query).
-    return func.ST_Transform(func.ST_Segmentize(envelope, 0.001), SRID)
+    x0, y0, x1, y1 = clip_to_window(x0, y0, x1, y1)
+    steps = 32
+    ring = [(x0 + (x1 - x0) * i / steps, y0) for i in range(steps)]
+    ring += [(x1, y0 + (y1 - y0) * i / steps) for i in range(steps)]
+    ring += [(x1 - (x1 - x0) * i / steps, y1) for i in range(steps)]
+    ring += [(x0, y1 - (y1 - y0) * i / steps) for i in range(steps)]
+    points = [to_lambert72(lon, lat) for lon, lat in ring]
+    points.append(points[0])
+    wkt = "POLYGON((" + ",".join(f"{x:.3f} {y:.3f}" for x, y in points) + "))"
+    return func.ST_GeomFromText(literal(wkt, Text), SRID)
 
 
 def _ids(values) -> ColumnElement:
