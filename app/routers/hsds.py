@@ -66,11 +66,18 @@ def accepted(request: Request, path: str) -> dict[str, list[str]]:
     return params
 
 
-def one(params: dict, name: str) -> str | None:
+def one(params: dict, name: str, *, allow_empty: bool = False) -> str | None:
+    """The parameter's one value; an empty value is a 400 (leave the parameter out instead),
+    except where emptiness means something (``search=``: no text)."""
     values = params.get(name) or []
     if len(values) > 1:
         raise bad(name, "give this parameter once")
-    return values[0].strip() if values else None
+    if not values:
+        return None
+    value = values[0].strip()
+    if not value and not allow_empty:
+        raise bad(name, "empty value; leave the parameter out instead")
+    return value
 
 
 def flag(params: dict, name: str) -> bool:
@@ -402,7 +409,7 @@ def _matches(words: list[str], *texts) -> bool:
 
 
 def _words(params: dict) -> list[str]:
-    text = one(params, "search")
+    text = one(params, "search", allow_empty=True)
     if text is not None and len(text) > 200:
         raise bad("search", "at most 200 characters")
     return fold(text or "").split()
