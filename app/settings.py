@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     database_replica_urls: list[str] = Field(default_factory=list, description="Read replicas for public GETs.")
     reference_dir: Path = Field(default_factory=_default_reference_dir)
     public_base_url: str | None = Field(default=None, description="Public base URL for links; default: the request's own")
-    pool_size: int = 10
+    pool_size: int = Field(default=16, description="Pooled connections per process (as many again may overflow)")
     pool_timeout_s: float = 1.0
     statement_timeout_ms: int = 5000
     default_limit: int = 50
