@@ -148,6 +148,11 @@ def upgrade() -> None:
     op.add_column('organisation', sa.Column('phones_e164', sa.ARRAY(sa.Text()), server_default='{}', nullable=False, comment='NL+FR phone numbers normalised to E.164'))
     op.create_index('ix_organisation_geocode_pending', 'organisation', ['id'], unique=False, postgresql_where=sa.text("geocode_status = 'pending'"))
     op.create_check_constraint('geocode_status', 'organisation', "geocode_status IN ('source', 'ok', 'pending', 'failed')")
+    # the feed starts with what is already published, so a client can sync from the beginning
+    op.execute(
+        "INSERT INTO change_event (organisation_id, uuid, kind, at) SELECT id, uuid, 'created', updated_at "
+        "FROM organisation WHERE publication_state = 'published' ORDER BY updated_at, id"
+    )
     op.execute(CHANGE_FEED_FUNCTION)
     for event, tables in TRIGGERS.items():
         op.execute(
