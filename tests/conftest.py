@@ -135,6 +135,24 @@ def scratch_database(*, lookups: bool = True) -> Iterator[str]:
         drop_database(name)
 
 
+def scratch_fixtures():
+    """Module-scoped ``db`` (URL) and ``engine`` fixtures over a :func:`scratch_database`, for the
+    test modules that write: ``db, engine = scratch_fixtures()``."""
+
+    @pytest.fixture(scope="module")
+    def db() -> Iterator[str]:
+        with scratch_database() as url:
+            yield url
+
+    @pytest.fixture(scope="module")
+    def engine(db: str) -> Iterator[Engine]:
+        eng = create_engine(db)
+        yield eng
+        eng.dispose()
+
+    return db, engine
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

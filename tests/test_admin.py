@@ -9,7 +9,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from app.auth import create_key, list_keys, revoke_key
 from app.demo import iter_records
@@ -18,7 +18,7 @@ from app.importer.run import run_import
 from app.main import create_app
 from app.routers import admin
 from app.settings import Settings
-from tests.conftest import REFERENCE_DIR, scratch_database
+from tests.conftest import REFERENCE_DIR, scratch_fixtures
 
 INJECTION = "Robert'); DROP TABLE organisation; -- \" OR 1=1 /* ${x} %s \\"
 
@@ -33,17 +33,7 @@ def ndjson(records: list) -> bytes:
     return "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in records).encode()
 
 
-@pytest.fixture(scope="module")
-def db():
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(db):
-    eng = create_engine(db)
-    yield eng
-    eng.dispose()
+db, engine = scratch_fixtures()  # module-scoped: a writable database of its own
 
 
 @pytest.fixture(scope="module")

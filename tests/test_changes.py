@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from app.demo import iter_records
 from app.importer import sources
@@ -16,23 +16,13 @@ from app.importer.run import run_import
 from app.loaders.legacy import delete_organisations
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import REFERENCE_DIR, scratch_database
+from tests.conftest import REFERENCE_DIR, scratch_fixtures
 from tests.test_import import write_ndjson
 
 START = 60
 
 
-@pytest.fixture(scope="module")
-def db():
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(db):
-    eng = create_engine(db)
-    yield eng
-    eng.dispose()
+db, engine = scratch_fixtures()  # module-scoped: a writable database of its own
 
 
 @pytest.fixture(scope="module")

@@ -5,31 +5,20 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from app.geo.urbis_server import create_urbis_app
 from app.importer import sources
 from app.importer.geocoding import Geocoder, geocode_pending
 from app.importer.run import run_import
 from app.settings import Settings
-from tests.conftest import REFERENCE_DIR, free_port, scratch_database, serve_in_thread
+from tests.conftest import REFERENCE_DIR, free_port, scratch_fixtures, serve_in_thread
 from tests.test_import import demo, invoke, write_ndjson
 
 COUNT = 300
 
 
-@pytest.fixture(scope="module")
-def db():
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(db):
-    eng = create_engine(db)
-    yield eng
-    eng.dispose()
+db, engine = scratch_fixtures()  # module-scoped: a writable database of its own
 
 
 def test_import_geocodes_every_address_through_urbis_over_http(db, engine, tmp_path):

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import openpyxl
-import pytest
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.testclient import TestClient
@@ -27,7 +26,7 @@ from app.importer import sources
 from app.importer.run import run_import
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import LEGACY_DIR, REFERENCE_DIR, ROOT, scratch_database, serve_in_thread
+from tests.conftest import LEGACY_DIR, REFERENCE_DIR, ROOT, scratch_database, scratch_fixtures, serve_in_thread
 
 GOOD = 100
 
@@ -67,17 +66,7 @@ def write_ndjson(path: Path, records: list) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def db() -> str:
-    with scratch_database() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def engine(db):
-    eng = create_engine(db)
-    yield eng
-    eng.dispose()
+db, engine = scratch_fixtures()  # module-scoped: a writable database of its own
 
 
 def invoke(db: str, *args: str):
