@@ -39,6 +39,26 @@ class Gone(Problem):
     status, title = 410, "Gone"
 
 
+class Conflict(Problem):
+    status, title = 409, "Conflict"
+
+
+class PreconditionFailed(Problem):
+    status, title = 412, "Precondition Failed"
+
+
+class ContentTooLarge(Problem):
+    status, title = 413, "Content Too Large"
+
+
+class UnsupportedMediaType(Problem):
+    status, title = 415, "Unsupported Media Type"
+
+
+class PreconditionRequired(Problem):
+    status, title = 428, "Precondition Required"
+
+
 class ServiceUnavailable(Problem):
     status, title = 503, "Service Unavailable"
 

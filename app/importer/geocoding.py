@@ -101,13 +101,17 @@ def apply(row: dict, result: GeocodeResult | None | UrbisError) -> None:
         row[column] = None
 
 
+def _geocoder(settings, engine: Engine, mode: str, urbis_url: str | None) -> Geocoder:
+    return Geocoder(urbis_url or settings.urbis_url, engine, mode,
+                    concurrency=settings.urbis_concurrency, timeout=settings.urbis_timeout_s)
+
+
 def make_prepare(settings, engine: Engine, mode: str, urbis_url: str | None) -> tuple[Callable | None, Callable | None]:
     """(prepare hook for the loader, stats printer), or (None, None) without geocoding. The
     caller closes the geocoder through ``prepare.close()``."""
     if mode == "none":
         return None, None
-    geocoder = Geocoder(urbis_url or settings.urbis_url, engine, mode,
-                        concurrency=settings.urbis_concurrency, timeout=settings.urbis_timeout_s)
+    geocoder = _geocoder(settings, engine, mode, urbis_url)
     return geocoder, geocoder.stats
 
 
@@ -116,8 +120,7 @@ def geocode_pending(engine: Engine, settings, urbis_url: str | None, *, progress
     updates). Returns the loader's report: read, geocoded, pending (still)."""
     from ..loaders.legacy import reprocess
 
-    geocoder = Geocoder(urbis_url or settings.urbis_url, engine, "all",
-                        concurrency=settings.urbis_concurrency, timeout=settings.urbis_timeout_s)
+    geocoder = _geocoder(settings, engine, "all", urbis_url)
     try:
         with engine.begin() as conn:
             return reprocess(conn, "geocode_status = 'pending'", geocoder, progress=progress)

@@ -563,14 +563,8 @@ def load_organisations(
             on_reject(where, rec, found)
 
     def flush() -> None:
-        if prepare is not None and batch:
-            prepare(batch)
-        report.pending += sum(1 for row in batch if row["geocode_status"] == "pending")
-        report.geocoded += sum(1 for row in batch if row["geocode_status"] == "ok")
-        copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch))
+        _stage(conn, batch, prepare, report, progress)
         copy_rows(conn, "_links", ["kind", "organisation_id", "target_id", "position"], link_rows)
-        if progress is not None:
-            progress(len(batch))
         batch.clear()
         link_rows.clear()
 
@@ -607,6 +601,18 @@ def load_organisations(
     return report
 
 
+def _stage(conn: Connection, batch: list[dict], prepare: Prepare | None, report: OrganisationReport,
+           progress: Callable[[int], None] | None) -> None:
+    """One batch of valid rows: through ``prepare`` (the geocoder), counted, copied into ``_org``."""
+    if prepare is not None and batch:
+        prepare(batch)
+    report.pending += sum(1 for row in batch if row["geocode_status"] == "pending")
+    report.geocoded += sum(1 for row in batch if row["geocode_status"] == "ok")
+    copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch))
+    if progress is not None:
+        progress(len(batch))
+
+
 def reprocess(conn: Connection, where_sql: str, prepare: Prepare, *, progress: Callable[[int], None] | None = None) -> OrganisationReport:
     """Run stored records (``WHERE where_sql``) through ``prepare`` (the geocoder) and the
     enrichment again, keeping their links; only what changed is written."""
@@ -617,13 +623,7 @@ def reprocess(conn: Connection, where_sql: str, prepare: Prepare, *, progress: C
         text(f"SELECT {columns} FROM organisation WHERE {where_sql} ORDER BY id FOR UPDATE")).mappings()]
     report = OrganisationReport(read=len(rows))
     for start in range(0, len(rows), BATCH):
-        batch = rows[start:start + BATCH]
-        prepare(batch)
-        report.pending += sum(1 for row in batch if row["geocode_status"] == "pending")
-        report.geocoded += sum(1 for row in batch if row["geocode_status"] == "ok")
-        copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch))
-        if progress is not None:
-            progress(len(batch))
+        _stage(conn, rows[start:start + BATCH], prepare, report, progress)
     for kind, table in LINKS.items():
         conn.execute(text(
             f"INSERT INTO _links SELECT :kind, organisation_id, {kind}_id, position FROM {table.name} "

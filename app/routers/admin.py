@@ -48,7 +48,16 @@ from ..auth import (
     revoke,
     write_audit,
 )
-from ..errors import BadRequest, Gone, NotFound, Problem
+from ..errors import (
+    BadRequest,
+    Conflict,
+    ContentTooLarge,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    UnsupportedMediaType,
+)
 from ..http import base_url
 from ..importer.checks import quality
 from ..loaders.legacy import (
@@ -73,29 +82,6 @@ MAX_JSON_BYTES = 1024 * 1024  # the largest JSON body of the other writes
 REJECTED_SHOWN = 1000  # rejected records listed in an import's answer (all are in the quarantine)
 UPLOAD_KINDS = {".json": "legacy", ".ndjson": "legacy", ".csv": "table", ".xlsx": "table"}
 GEOCODE_MODES = ("none", "missing", "all")
-
-
-# ---------------------------------------------------------------- problems
-
-
-class Conflict(Problem):
-    status, title = 409, "Conflict"
-
-
-class PreconditionFailed(Problem):
-    status, title = 412, "Precondition Failed"
-
-
-class ContentTooLarge(Problem):
-    status, title = 413, "Content Too Large"
-
-
-class UnsupportedMediaType(Problem):
-    status, title = 415, "Unsupported Media Type"
-
-
-class PreconditionRequired(Problem):
-    status, title = 428, "Precondition Required"
 
 
 def _field_error(errors: list[dict]) -> BadRequest:
