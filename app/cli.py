@@ -43,6 +43,16 @@ def db_upgrade(revision: str = "head") -> None:
 
     command.upgrade(_alembic_config(), revision)
     console.print(f"database at [bold]{revision}[/]")
+    if revision == "head":  # documents of records stored before 0006, or left stale
+        from .db import make_sync_engine
+        from .search import documents
+
+        engine = make_sync_engine(get_settings())
+        with engine.begin() as conn:
+            built = documents.refresh(conn)
+        engine.dispose()
+        if built:
+            console.print(f"documents built for {built} records")
 
 
 @db_app.command("downgrade")

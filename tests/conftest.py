@@ -102,7 +102,8 @@ def loaded(engine: Engine) -> Engine:
 @pytest.fixture(scope="session")
 def settings(db_url: str) -> Settings:
     return Settings(BRUSO_DATABASE_URL=db_url, reference_dir=REFERENCE_DIR, public_base_url="http://testserver",
-                    rate_limit_per_minute=0)  # the suite makes thousands of requests; limits: test_edge.py
+                    rate_limit_per_minute=0,  # the suite makes thousands of requests; limits: test_edge.py
+                    data_version_ttl_s=0)  # tests change data and read it back at once
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def big_db():
         load_organisations(conn, (("demo", r) for r in iter_records(300, 11, REFERENCE_DIR) if r["id"] != 13219))
         cols = [r[0] for r in conn.execute(text(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'organisation' "
-            "AND column_name NOT IN ('id', 'uuid', 'geom') ORDER BY ordinal_position"))]
+            "AND column_name NOT IN ('id', 'uuid', 'geom') AND is_generated = 'NEVER' ORDER BY ordinal_position"))]
         conn.execute(text(CLONE.format(cols=", ".join(cols), src=", ".join(f"o.{c}" for c in cols), copies=COPIES)))
         for link in ("category", "accreditation", "action_zone", "language", "offer_type"):
             conn.execute(text(

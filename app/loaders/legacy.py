@@ -29,6 +29,7 @@ from sqlalchemy import Connection, text
 
 from ..geo.crs import in_brussels_bbox_l72, in_brussels_bbox_wgs84, to_lambert72
 from ..identifiers import InvalidEnterpriseNumber, normalise_enterprise_number
+from ..search import documents
 from ..models import LANG_STATUSES, LINKS, PUBLICATION_STATES, SRID, Organisation
 from ..importer.checks import check_row
 from ..taxonomy_tree import infer_tree
@@ -187,6 +188,8 @@ def load_lookups(conn: Connection, directory: Path) -> dict[str, int]:
         load_category_tree(conn, directory)
     if "category" in parsed:
         conn.execute(text("REFRESH MATERIALIZED VIEW suggest_entry"))
+    if parsed:
+        documents.drop_all(conn)  # labels may have changed: rebuilt by the next load or refresh
     for kind in parsed:
         counts[kind] = conn.execute(text(f"SELECT count(*) FROM {kind}")).scalar_one()
     return counts
@@ -280,7 +283,7 @@ def enrich_action_zones(conn: Connection) -> None:
 # ---------------------------------------------------------------- organisations
 
 # Columns written from a legacy record, in table order (see Organisation).
-ORG_COLUMNS = [c.name for c in Organisation.__table__.columns if c.name not in ("search_text", "created_at", "updated_at")]
+ORG_COLUMNS = [c.name for c in Organisation.__table__.columns if c.name not in ("search_text", "created_at", "updated_at") and c.computed is None]
 
 # legacy key → column, for plain values and lists that map one to one
 _PLAIN = {
@@ -812,6 +815,7 @@ def _apply(conn: Connection, report: OrganisationReport) -> None:
         conn.execute(text("REFRESH MATERIALIZED VIEW search_word"))
         conn.execute(text("ANALYZE organisation, organisation_category, organisation_accreditation, "
                           "organisation_language, organisation_offer_type, organisation_action_zone"))
+    documents.refresh(conn)  # the changed records, and any a lookup-list load left without
     report.created = len(created)
     report.updated = len(changed - created)
     report.unchanged = report.read - report.rejected - report.created - report.updated

@@ -295,6 +295,10 @@ def load_reference(conn: Connection, reference_dir: Path) -> dict[str, int]:
     load_streets(conn, geo)
     load_address_points(conn, geo)
     conn.execute(text("REFRESH MATERIALIZED VIEW suggest_entry"))
+    from ..search import documents  # records show commune names: rebuild their documents
+
+    documents.drop_all(conn)
+    documents.refresh(conn)
     counts = {}
     for table in ("commune", "quartier", "statistical_sector", "postcode", "street", "street_line", "address_point"):
         counts[table] = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()

@@ -1,6 +1,7 @@
 """SQLAlchemy tables. Importing this package registers every table on ``Base.metadata``."""
 
 from .base import SRID, Base, include_object
+from .documents import RecordDocument
 from .downloads import Download, DownloadChunk
 from .operations import ApiKey, AuditEntry, ChangeEvent, GeocodeCache, ImportRun, Quarantine, Tombstone
 from .organisation import GEOCODE_STATUSES, LANG_STATUSES, LINKS, PUBLICATION_STATES, Organisation

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -130,6 +131,12 @@ class Organisation(Base):
 
     # search support: accent- and case-folded text of names, activities, categories and keywords
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # name sort keys (folded, the other language when one is missing), stored so that sorting a
+    # page by name reads them instead of folding every matching row (see app/search/query.py)
+    name_key_fr: Mapped[str] = mapped_column(
+        Text, Computed("bruso_normalise(COALESCE(name_official_fr, name_official_nl, ''))", persisted=True))
+    name_key_nl: Mapped[str] = mapped_column(
+        Text, Computed("bruso_normalise(COALESCE(name_official_nl, name_official_fr, ''))", persisted=True))
 
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
@@ -147,8 +154,8 @@ class Organisation(Base):
         Index("ix_organisation_lang_status", "lang_status"),
         Index("ix_organisation_geocode_pending", "id", postgresql_where=text("geocode_status = 'pending'")),
         # keyset paging by name walks these (see app/search/query.py name_key)
-        Index("ix_organisation_name_key_fr", text("bruso_normalise(COALESCE(name_official_fr, name_official_nl, ''))"), "id"),
-        Index("ix_organisation_name_key_nl", text("bruso_normalise(COALESCE(name_official_nl, name_official_fr, ''))"), "id"),
+        Index("ix_organisation_name_key_fr", "name_key_fr", "id"),
+        Index("ix_organisation_name_key_nl", "name_key_nl", "id"),
         Index("ix_organisation_enterprise_numbers", "enterprise_numbers", postgresql_using="gin"),
         Index(
             "ix_organisation_search_text_trgm",

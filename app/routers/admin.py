@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from .. import search
+from ..search import documents
 from ..auth import (
     Principal,
     audit,
@@ -556,6 +557,7 @@ async def admin_patch_organisation(
             await conn.execute(update(table).where(table.c.id == id).values(**write, updated_at=func.now()))
             if diff.keys() & SEARCHED:
                 await conn.execute(text(SEARCH_TEXT_SQL), {"ids": [id]})
+            await documents.refresh_async(conn, [id])
             await audit(conn, principal.actor, "organisation.update", f"organisation:{id}",
                         {COLUMN_PATH[c]: current[c] for c in diff}, {COLUMN_PATH[c]: diff[c] for c in diff}, rid)
             row = await _record(conn, id, base)
@@ -575,6 +577,7 @@ async def _set_state(request: Request, oid: int, state: str, principal: Principa
         if before != state:  # already so: nothing written, nothing audited
             table = Organisation.__table__
             await conn.execute(update(table).where(table.c.id == oid).values(publication_state=state, updated_at=func.now()))
+            await documents.refresh_async(conn, [oid])
             action = "organisation.publish" if state == "published" else "organisation.unpublish"
             await audit(conn, principal.actor, action, f"organisation:{oid}",
                         {"publication_state": before}, {"publication_state": state}, rid)

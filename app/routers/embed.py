@@ -34,7 +34,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from .. import search
 from ..deps import read_connection, settings
 from ..errors import NotFound
-from ..http import base_url
+from ..http import base_url, data_version
 from ..search import reference as ref
 from ..search.criteria import CRITERIA_PARAMETERS, SORTS, Criteria, bad
 from ..search.query import search as run_search
@@ -535,7 +535,8 @@ async def organisations(request: Request, conn: Connection, cfg: Config) -> Resp
     sort = _sort(params)
     size = _limit(params, cfg)
     cursor = (params.get("cursor") or [None])[0]
-    page = await run_search(conn, criteria, sort=sort, limit=size, cursor=cursor, lang=lang, secret=cfg.cursor_secret)
+    page = await run_search(conn, criteria, sort=sort, limit=size, cursor=cursor, lang=lang, secret=cfg.cursor_secret,
+                            version=await data_version(request))
     rows = {r["id"]: r for r in await search.fetch_records(conn, page.ids)}
     base = await basemap(conn, cfg)
     ui = UI[lang]

@@ -31,7 +31,7 @@ from ..hsds import HSDS_VERSION, LANGS, PROFILE_DIR, data, ids
 from ..hsds.openapi import ENDPOINTS, PARAMETERS, PROFILE_FILTERS
 from ..hsds.openapi import document as openapi_document
 from ..hsds.vocabulary import TAXONOMIES, TAXONOMY_FILTER_KIND, TAXONOMY_IDS, Vocabulary
-from ..http import base_url
+from ..http import base_url, data_version
 from ..search.criteria import Criteria, bad, int_list, parse_criteria, split
 from ..search.query import check_references
 from ..search.query import search as run_search
@@ -238,7 +238,7 @@ async def record_list(
     if fmt == "ndjson":
         return StreamingResponse(stream(request, cfg, criteria, lang, base, item, full), media_type=NDJSON)
     found = await run_search(conn, criteria, sort=None, limit=size, cursor=None, lang=lang,
-                             secret=cfg.cursor_secret, offset=(number - 1) * size)
+                             secret=cfg.cursor_secret, offset=(number - 1) * size, version=await data_version(request))
     shaper = shape.Shaper(lang, base, await Vocabulary.load(conn) if full else None)
     rows = {r["id"]: r for r in await search.fetch_records(conn, found.ids)}
     contents = [item(shaper, rows[i]) for i in found.ids if i in rows]

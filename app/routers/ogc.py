@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from .. import search
 from ..deps import read_connection, settings
 from ..errors import NotFound
-from ..http import base_url
+from ..http import base_url, data_version
 from ..search.cql2 import (
     FILTER_LANGS,
     box_geometry,
@@ -43,6 +43,7 @@ from ..search.criteria import (
     parse_datetime_interval,
     parse_ogc_crs,
 )
+from ..search import documents
 from ..search.query import check_references
 from ..search.query import search as run_search
 from ..serialize import ogc as shape
@@ -61,8 +62,10 @@ ITEM_PARAMETERS = frozenset(
 )
 
 
-def _json(body: dict, media_type: str = shape.JSON, headers: dict | None = None) -> Response:
-    return Response(orjson.dumps(body), media_type=media_type, headers=headers)
+def _json(body: dict, media_type: str = shape.JSON, headers: dict | None = None, base: str | None = None) -> Response:
+    """``base``: the body holds stored documents, whose URLs get the public base written in."""
+    content = orjson.dumps(body)
+    return Response(documents.with_base(content, base) if base else content, media_type=media_type, headers=headers)
 
 
 def _one(params: dict, name: str) -> str | None:
@@ -290,11 +293,10 @@ async def ogc_items(
         await check_references(conn, criteria)
         page = await run_search(
             conn, criteria, sort=None, limit=limit, cursor=None, lang="fr", secret=cfg.cursor_secret,
-            offset=offset, extra=extra,
+            offset=offset, extra=extra, version=await data_version(request),
         )
-        rows = {r["id"]: r for r in await search.fetch_records(conn, page.ids)}
-        geometries = await shape.organisation_geometries(conn, page.ids, crs)
-        features = [shape.organisation_feature(rows[i], geometries.get(i), base) for i in page.ids if i in rows]
+        stored = await documents.texts(conn, page.ids, "ogc", shape.organisation_geometry(crs))
+        features = [shape.stored_feature(i, *stored[i]) for i in page.ids if i in stored]
         matched = page.number_matched
     else:
         conds = list(extra)
@@ -306,7 +308,7 @@ async def ogc_items(
 
     links = _links(request, cfg, params, fmt, offset, limit, len(features), matched, coll.id)
     body = shape.feature_collection(features, matched=matched, links=links)
-    return _json(body, media_type=fmt, headers=_content_crs(crs))
+    return _json(body, media_type=fmt, headers=_content_crs(crs), base=base)
 
 
 @router.api_route("/collections/{collection_id}/items/{feature_id}", methods=GET)
@@ -325,10 +327,10 @@ async def ogc_item(
     feature = None
     if coll.id == "organisations":
         if re.fullmatch(r"[0-9]{1,10}", feature_id) and int(feature_id) < 2**31:
-            rows = await search.fetch_records(conn, [int(feature_id)])
-            if rows:
-                geometries = await shape.organisation_geometries(conn, [rows[0]["id"]], crs)
-                feature = shape.organisation_feature(rows[0], geometries.get(rows[0]["id"]), base)
+            fid = int(feature_id)
+            stored = await documents.texts(conn, [fid], "ogc", shape.organisation_geometry(crs))
+            if stored:
+                feature = shape.stored_feature(fid, *stored[fid])
     else:
         feature = await shape.district_feature(conn, coll, feature_id, crs)
     if feature is None:
@@ -340,5 +342,5 @@ async def ogc_item(
         shape.link(f"{root}/items/{feature['id']}?f=" + ("json" if other == shape.JSON else "geojson"), "alternate", other),
         shape.link(root, "collection", shape.JSON, "The collection"),
     ]
-    return _json(feature, media_type=fmt, headers=_content_crs(crs))
+    return _json(feature, media_type=fmt, headers=_content_crs(crs), base=base)
 

@@ -14,9 +14,10 @@ from starlette.responses import Response
 from .. import schemas, search
 from ..deps import read_connection, settings
 from ..errors import BadRequest, NotFound
-from ..http import base_url
+from ..http import base_url, data_version
 from ..search.criteria import CRITERIA_PARAMETERS, SORTS, Criteria, bad, parse_criteria, parse_datetime
 from ..search import changes as feed
+from ..search import documents
 from ..search.query import check_references
 from ..search.query import search as run_search
 from ..serialize import geojson, tabular
@@ -137,6 +138,23 @@ def page_url(request: Request, cfg: Settings, params: dict, **override) -> str:
     return f"{base_url(request)}{request.url.path}{query}"
 
 
+def _item(text: str, page, id: int, language: str | None, wanted: list[str] | None):
+    """One stored v1 document as served: relayed as is (bilingual, all fields), or parsed to add
+    ``distance_m``/``score``, localise (``lang``) or select ``fields``."""
+    extra = {}
+    if page is not None and page.distances:
+        extra["distance_m"] = round(page.distances[id], 1)
+    if page is not None and page.scores:
+        extra["score"] = page.scores[id]
+    if language is None and not wanted:
+        if not extra:
+            return orjson.Fragment(text)
+        return orjson.Fragment(text[:-1] + "," + orjson.dumps(extra).decode()[1:])
+    doc = orjson.loads(text)
+    doc.update(extra)
+    return select_fields(shape.in_language(doc, language), wanted)
+
+
 def select_fields(doc: dict, fields: list[str] | None) -> dict:
     if not fields:
         return doc
@@ -187,7 +205,18 @@ async def search_organisations(
     page = await run_search(
         conn, criteria, sort=sort_values[0] if sort_values else None, limit=parse_limit(params, cfg),
         cursor=(params.get("cursor") or [None])[0], lang=language or "fr", secret=cfg.cursor_secret,
+        version=await data_version(request),
     )
+    next_url = page_url(request, cfg, params, cursor=page.next_cursor) if page.next_cursor else None
+    links = {"self": page_url(request, cfg, params), "next": next_url}
+    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+    if fmt == "json":  # relayed from the stored documents (app/search/documents.py)
+        stored = await documents.texts(conn, page.ids, "v1")
+        items = [_item(stored[i][0], page, i, language, wanted) for i in page.ids if i in stored]
+        body = {"items": items, "numberMatched": page.number_matched, "numberReturned": len(items), "links": links,
+                "next_cursor": page.next_cursor}
+        return Response(documents.with_base(orjson.dumps(body), base_url(request)), media_type="application/json",
+                        headers=headers)
     rows = {r["id"]: r for r in await search.fetch_records(conn, page.ids)}
     ordered = [rows[i] for i in page.ids if i in rows]
     docs = []
@@ -198,9 +227,6 @@ async def search_organisations(
         if page.scores:
             doc["score"] = page.scores[row["id"]]
         docs.append(select_fields(shape.in_language(doc, language), wanted))
-    next_url = page_url(request, cfg, params, cursor=page.next_cursor) if page.next_cursor else None
-    links = {"self": page_url(request, cfg, params), "next": next_url}
-    headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
     if fmt == "geojson":
         body = geojson.feature_collection(
             (geojson.feature(row, doc) for row, doc in zip(ordered, docs)),
@@ -220,8 +246,6 @@ async def search_organisations(
         headers["Content-Disposition"] = f'attachment; filename="organisations.{fmt}"'
         headers["X-Number-Matched"] = str(page.number_matched)
         return Response(body_bytes, media_type=FORMATS[fmt], headers=headers)
-    body = {"items": docs, "numberMatched": page.number_matched, "numberReturned": len(docs), "links": links, "next_cursor": page.next_cursor}
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -243,11 +267,13 @@ async def get_organisation(
 ) -> Response:
     params = multi(request)
     reject_unknown(params, {"lang", "fields"})
-    rows = await search.fetch_records(conn, [id])
-    if not rows:
+    language, wanted = choose_lang(request, params), parse_fields(params)
+    stored = await documents.texts(conn, [id], "v1")
+    if not stored:
         await feed.raise_missing(conn, id, lambda successor: f"{base_url(request)}/v1/organisations/{successor}")
-    doc = shape.in_language(shape.organisation(rows[0], base_url(request)), choose_lang(request, params))
-    return Response(orjson.dumps(select_fields(doc, parse_fields(params))), media_type="application/json")
+    text = stored[id][0]
+    body = text.encode() if language is None and not wanted else orjson.dumps(_item(text, None, id, language, wanted))
+    return Response(documents.with_base(body, base_url(request)), media_type="application/json")
 
 
 @router.get(

@@ -8,6 +8,8 @@ import base64
 import hashlib
 import hmac
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -99,23 +101,37 @@ def query_point(criteria: Criteria):
     return func.ST_SetSRID(func.ST_MakePoint(literal(x, Float), literal(y, Float)), SRID)
 
 
-def _bbox_geometry(criteria: Criteria):
-    """The bbox as a Lambert 72 polygon literal, computed here (pyproj) once per query: a WGS84 box
-    is not a box in Lambert 72, so its edges are densified before transforming; a world-wide box
-    is clipped to where the projection holds. A constant, so no plan recomputes it per row."""
+def _bbox_condition(criteria: Criteria) -> ColumnElement[bool]:
+    """Points in the bbox, tested in Lambert 72 (the stored geometry, its GiST index).
+
+    A CRS84 box is not a box in Lambert 72 (parallels are arcs), so its edges are densified
+    (pyproj, here, once per query: the planner sees a constant) and a world-wide box is clipped to
+    where the projection holds. Testing every candidate against that 129-vertex polygon cost about
+    7 µs a point; points inside the largest Lambert rectangle the polygon contains are inside the
+    box for sure, so only the thin band between that rectangle and the polygon's extent pays for
+    the exact test.
+    """
     x0, y0, x1, y1 = criteria.bbox  # type: ignore[misc]
     if criteria.bbox_crs == SRID:
-        return func.ST_MakeEnvelope(x0, y0, x1, y1, SRID)
+        return func.ST_Intersects(o.c.geom, func.ST_MakeEnvelope(x0, y0, x1, y1, SRID))
     x0, y0, x1, y1 = clip_to_window(x0, y0, x1, y1)
     steps = 32
-    ring = [(x0 + (x1 - x0) * i / steps, y0) for i in range(steps)]
-    ring += [(x1, y0 + (y1 - y0) * i / steps) for i in range(steps)]
-    ring += [(x1 - (x1 - x0) * i / steps, y1) for i in range(steps)]
-    ring += [(x0, y1 - (y1 - y0) * i / steps) for i in range(steps)]
-    points = [to_lambert72(lon, lat) for lon, lat in ring]
-    points.append(points[0])
-    wkt = "POLYGON((" + ",".join(f"{x:.3f} {y:.3f}" for x, y in points) + "))"
-    return func.ST_GeomFromText(literal(wkt, Text), SRID)
+    bottom = [to_lambert72(x0 + (x1 - x0) * i / steps, y0) for i in range(steps + 1)]
+    right = [to_lambert72(x1, y0 + (y1 - y0) * i / steps) for i in range(steps + 1)]
+    top = [to_lambert72(x1 - (x1 - x0) * i / steps, y1) for i in range(steps + 1)]
+    left = [to_lambert72(x0, y1 - (y1 - y0) * i / steps) for i in range(steps + 1)]
+    ring = bottom + right[1:] + top[1:] + left[1:]
+    wkt = "POLYGON((" + ",".join(f"{x:.3f} {y:.3f}" for x, y in ring) + "))"
+    polygon = func.ST_GeomFromText(literal(wkt, Text), SRID)
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    # inside: right of the whole left edge, left of the right edge, above the bottom, below the top
+    ix0, ix1 = max(p[0] for p in left) + 0.001, min(p[0] for p in right) - 0.001
+    iy0, iy1 = max(p[1] for p in bottom) + 0.001, min(p[1] for p in top) - 0.001
+    outer = func.ST_MakeEnvelope(min(xs), min(ys), max(xs), max(ys), SRID)
+    if ix0 >= ix1 or iy0 >= iy1:
+        return func.ST_Intersects(o.c.geom, polygon)
+    inner = func.ST_MakeEnvelope(ix0, iy0, ix1, iy1, SRID)
+    return and_(o.c.geom.op("&&")(outer), or_(o.c.geom.op("@")(inner), func.ST_Intersects(o.c.geom, polygon)))
 
 
 def _ids(values) -> ColumnElement:
@@ -216,7 +232,7 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
     if c.near is not None and c.radius is not None:
         conds.append(func.ST_DWithin(o.c.geom, query_point(c), c.radius))
     if c.bbox is not None:
-        conds.append(func.ST_Intersects(o.c.geom, _bbox_geometry(c)))
+        conds.append(_bbox_condition(c))
     if c.within:
         shapes = []
         for kind, code in c.within:
@@ -254,8 +270,8 @@ def relevance(terms: Terms) -> ColumnElement:
 
 
 def name_key(lang: str) -> ColumnElement:
-    other = "fr" if lang == "nl" else "nl"
-    return func.bruso_normalise(func.coalesce(o.c[f"name_official_{lang}"], o.c[f"name_official_{other}"], ""))
+    """The stored, folded name in ``lang`` (the other language's when missing): migration 0006."""
+    return o.c[f"name_key_{lang}"]
 
 
 # ---------------------------------------------------------------- cursors
@@ -316,12 +332,14 @@ async def search(
     count: bool = True,
     offset: int = 0,
     extra: Sequence[ColumnElement[bool]] = (),
+    version: object = None,
 ) -> Page:
     """One page of matching organisation ids in a stable order, the total, and the next cursor.
 
     ``offset`` serves surfaces that page by number (OGC ``offset``, HSDS ``page``); cursors are the
     keyset alternative and are preferred. ``extra`` adds conditions a surface compiled itself
-    (the OGC CQL2 filter) to the same query.
+    (the OGC CQL2 filter) to the same query. ``version`` (the data version, ``app.http``) lets the
+    number of matches be remembered until the data changes (``counts``).
     """
     sort = sort or default_sort(criteria)
     if sort == "distance" and criteria.near is None:
@@ -374,7 +392,13 @@ async def search(
         next_cursor = encode_cursor(secret, fingerprint, [last_key, last.id])
     matched = -1
     if count:
-        matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
+        key = None
+        if version is not None:
+            key = (version, public, _fingerprint(criteria, "", ""), _condition_key(extra))
+        matched = counts.get(key)
+        if matched is None:
+            matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
+            counts.put(key, matched)
     return Page(
         ids=[r.id for r in rows],
         number_matched=matched,
@@ -382,6 +406,45 @@ async def search(
         distances={r.id: r.distance for r in rows} if distance is not None else {},
         scores={r.id: r.sort_key for r in rows} if sort == "relevance" else {},
     )
+
+
+def _condition_key(conditions: Sequence[ColumnElement[bool]]) -> tuple:
+    if not conditions:
+        return ()
+    compiled = and_(*conditions).compile()
+    return str(compiled), repr(sorted(compiled.params.items()))
+
+
+class CountCache:
+    """Numbers of matches per (data version, criteria): paging through a result, or many visitors
+    of the same embedded list, count once per data change instead of once per page. Per process,
+    bounded (LRU), and an entry also expires after ``max_age`` seconds (the lookup lists and the
+    vocabulary a query expands against can change without a data change)."""
+
+    def __init__(self, size: int = 4096, max_age: float = 60.0):
+        self.size, self.max_age = size, max_age
+        self.entries: OrderedDict[tuple, tuple[int, float]] = OrderedDict()
+
+    def get(self, key: tuple | None) -> int | None:
+        if key is None or key not in self.entries:
+            return None
+        value, at = self.entries[key]
+        if time.monotonic() - at > self.max_age:
+            del self.entries[key]
+            return None
+        self.entries.move_to_end(key)
+        return value
+
+    def put(self, key: tuple | None, value: int) -> None:
+        if key is None:
+            return
+        self.entries[key] = (value, time.monotonic())
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+counts = CountCache()
 
 
 async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, wanted: int) -> list:

@@ -330,6 +330,18 @@ async def organisation_geometries(conn: AsyncConnection, ids: Sequence[int], crs
     return {row[0]: row[1] for row in await conn.execute(stmt)}
 
 
+def organisation_geometry(crs: OgcCrs):
+    """The GeoJSON geometry column of organisations in ``crs`` (read with the stored documents)."""
+    return geometry_sql(o.c.geom, crs, COLLECTIONS["organisations"].precision)
+
+
+def stored_feature(fid: int, properties: str, geometry: str | None) -> dict:
+    """A feature around stored properties (``app.search.documents``), the same members and order
+    as ``organisation_feature``; serialized as is by orjson."""
+    return {"type": "Feature", "id": fid, "geometry": orjson.Fragment(geometry) if geometry else None,
+            "properties": orjson.Fragment(properties)}
+
+
 def _unique(*lists) -> list:
     return list(dict.fromkeys(v for values in lists for v in (values or []) if v))
 
