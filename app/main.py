@@ -28,7 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.engine = make_async_engine(settings)
         replicas = [make_async_engine(settings, url) for url in settings.database_replica_urls]
-        app.state.read_engines = replicas or [app.state.engine]
+        # reads autocommit: no BEGIN/ROLLBACK round trips around a request's statements (a stream
+        # that needs one snapshot asks for REPEATABLE READ on its connection)
+        app.state.read_engines = [e.execution_options(isolation_level="AUTOCOMMIT") for e in replicas or [app.state.engine]]
         yield
         for engine in {app.state.engine, *replicas}:
             await engine.dispose()

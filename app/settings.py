@@ -48,6 +48,21 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list, description="Addresses whose X-Forwarded-For names the client")
     log_level: str = "INFO"
     data_version_ttl_s: float = Field(default=1.0, description="How long a process reuses the data version behind Last-Modified (0: ask every time)")
+    response_cache_mb: float = Field(
+        default=64.0,
+        description="Per-process memory (MiB) for recent 200 answers of the public GET surfaces, keyed by the data "
+        "version, path, query and the headers an answer varies on (least recently used evicted). 0: off",
+    )
+    response_cache_max_age_s: float = Field(
+        default=10.0,
+        description="Longest a remembered answer is reused even when the data version did not move (lookup-list "
+        "label edits, which do not change it); far below the max-age the answers advertise to shared caches",
+    )
+    download_cache_mb: float = Field(
+        default=64.0,
+        description="Per-process memory cap (MiB) of the bulk-download bytes kept in memory (raw and gzip, keyed by "
+        "their SHA-256, least recently used evicted first); files larger than the cap stream from the database. 0: no cache",
+    )
     cursor_secret: str = Field(
         default="bruso-dev-cursor-secret",
         description="HMAC key signing paging cursors; set the same value on every replica.",

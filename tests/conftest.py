@@ -23,6 +23,11 @@ from sqlalchemy import Engine, create_engine
 
 from app.settings import Settings
 
+# Tests change data (from this process and others) and read it back at once: every request asks
+# for the data version, so remembered counts and answers never outlive a change (the bounded
+# staleness of the defaults is tested in test_response_cache.py).
+os.environ.setdefault("BRUSO_DATA_VERSION_TTL_S", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BRUSO_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5433/postgres")
 REFERENCE_DIR = Path(os.environ.get("BRUSO_REFERENCE_DIR", ROOT.parent / "shared" / "reference"))

@@ -357,7 +357,8 @@ def test_user_and_data_text_is_escaped(client, loaded: Engine):
             "AND id <> :record ORDER BY id LIMIT 1"), {"record": RECORD}).one()
     try:
         with loaded.begin() as conn:
-            conn.execute(text("UPDATE organisation SET name_official_nl = :n WHERE id = :id"), {"n": INJECTION, "id": victim.id})
+            conn.execute(text("UPDATE organisation SET name_official_nl = :n, updated_at = now() WHERE id = :id"),
+                         {"n": INJECTION, "id": victim.id})
         response, doc = page(client, "/embed/organisations?commune=21015&lang=nl&limit=100")
         assert INJECTION not in response.text
         assert text_of(doc.get_element_by_id(f"org-{victim.id}-name")) == INJECTION
@@ -369,7 +370,8 @@ def test_user_and_data_text_is_escaped(client, loaded: Engine):
         assert not lxml.html.document_fromstring(snippet.text).xpath("//img")
     finally:
         with loaded.begin() as conn:
-            conn.execute(text("UPDATE organisation SET name_official_nl = :n WHERE id = :id"), {"n": victim.name_official_nl, "id": victim.id})
+            conn.execute(text("UPDATE organisation SET name_official_nl = :n, updated_at = now() WHERE id = :id"),
+                         {"n": victim.name_official_nl, "id": victim.id})
 
 
 def test_security_headers_allow_framing_of_the_embed_only(client):
