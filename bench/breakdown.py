@@ -61,7 +61,7 @@ async def profile(url: str, repeat: int, cprofile: str | None, custom_plans: boo
     from app.serialize import v1 as shape
     from app.settings import Settings
 
-    settings = Settings(BRUSO_DATABASE_URL=url, rate_limit_per_minute=0, log_level="WARNING")
+    settings = Settings(BRUSO_DATABASE_URL=url, rate_limit_per_minute=0, log_level="WARNING", response_cache_mb=0)  # measure the work, not the answer cache
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         engine = application.state.engine

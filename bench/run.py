@@ -363,7 +363,8 @@ def explain_scenarios(url: str, found: list[Scenario], per_scenario: int) -> dic
     from app.main import create_app
     from app.settings import Settings
 
-    settings = Settings(BRUSO_DATABASE_URL=url, rate_limit_per_minute=0, log_level="WARNING")
+    # every request must reach the database here: the answer cache off
+    settings = Settings(BRUSO_DATABASE_URL=url, rate_limit_per_minute=0, log_level="WARNING", response_cache_mb=0)
     application = create_app(settings)
     explain_engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"prepare_threshold": None})
     results: dict = {}
@@ -536,9 +537,11 @@ class Server:
         self.log.close()
 
 
-def start_bruso(url: str, workers: int, workdir: Path, log_level: str) -> Server:
+def start_bruso(url: str, workers: int, workdir: Path, log_level: str, response_cache_mb: float | None = None) -> Server:
     port = free_port()
     env = {**os.environ, "BRUSO_DATABASE_URL": url, "BRUSO_RATE_LIMIT_PER_MINUTE": "0", "BRUSO_LOG_LEVEL": log_level}
+    if response_cache_mb is not None:
+        env["BRUSO_RESPONSE_CACHE_MB"] = str(response_cache_mb)
     cmd = [str(VENV_BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
            "--no-access-log", "--log-level", "warning"]
     return Server("bruso", cmd, env, ROOT, "/readyz", port, workdir)
@@ -729,7 +732,7 @@ def probe(base: str, paths: list[str], headers: list[str], timeout: float = 600)
 def measure_block(args, wrk: str, dataset: dict, found: list[Scenario], workers: int, workdir: Path, failures: list) -> dict:
     url, published = dataset["url"], dataset["inputs"]["published"]
     say(f"{dataset['database']}: starting Bruso, tipg ({workers} worker(s) each)")
-    servers = {"bruso": start_bruso(url, workers, workdir, args.log_level)}
+    servers = {"bruso": start_bruso(url, workers, workdir, args.log_level, args.response_cache_mb)}
     if not args.no_tipg:
         servers["tipg"] = start_tipg(url, workers, workdir, published)
     block: dict = {"workers": workers, "scenarios": {}}
@@ -904,6 +907,9 @@ def main() -> None:
     parser.add_argument("--no-tipg", action="store_true")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--log-level", default="INFO", help="BRUSO_LOG_LEVEL of the measured server (INFO: access log on, as deployed)")
+    parser.add_argument("--response-cache-mb", type=float, default=None,
+                        help="BRUSO_RESPONSE_CACHE_MB of the measured server (default: as deployed, 64; 0: every request "
+                        "queries the database)")
     parser.add_argument("--label", default="", help="appended to the result file name")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     args = parser.parse_args()
@@ -920,7 +926,7 @@ def main() -> None:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git_sha": sha, "label": args.label,
         "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(), "tipg": tipg_version,
         "duration_s": args.duration, "warmup_s": args.warmup, "rounds": args.rounds, "connections": args.connections,
-        "workers": args.workers, "log_level": args.log_level, "datasets": [],
+        "workers": args.workers, "log_level": args.log_level, "response_cache_mb": args.response_cache_mb, "datasets": [],
     }
     workdir = Path(tempfile.mkdtemp(prefix="bruso-bench-"))
     try:
