@@ -29,6 +29,12 @@ def to_lambert72(lon: float, lat: float) -> tuple[float, float]:
     return _transformer(WGS84, LAMBERT72).transform(lon, lat)
 
 
+def many_to_lambert72(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """[(lon, lat), …] → Lambert 72 metres, in one call of PROJ."""
+    xs, ys = _transformer(WGS84, LAMBERT72).transform([p[0] for p in points], [p[1] for p in points])
+    return list(zip(xs, ys))
+
+
 def in_brussels_bbox_wgs84(lon: float, lat: float) -> bool:
     x0, y0, x1, y1 = BRUSSELS_BBOX_WGS84
     return x0 <= lon <= x1 and y0 <= lat <= y1

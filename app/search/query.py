@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Integer, Text
 
 from ..errors import BadRequest
-from ..geo.crs import clip_to_window, to_lambert72
+from ..geo.crs import clip_to_window, many_to_lambert72, to_lambert72
 from ..models import LINKS, SRID, Commune, Organisation, Quartier, StatisticalSector
 from ..models.taxonomy import Accreditation, CategoryTree
 from ..text import fold
@@ -116,10 +116,14 @@ def _bbox_condition(criteria: Criteria) -> ColumnElement[bool]:
         return func.ST_Intersects(o.c.geom, func.ST_MakeEnvelope(x0, y0, x1, y1, SRID))
     x0, y0, x1, y1 = clip_to_window(x0, y0, x1, y1)
     steps = 32
-    bottom = [to_lambert72(x0 + (x1 - x0) * i / steps, y0) for i in range(steps + 1)]
-    right = [to_lambert72(x1, y0 + (y1 - y0) * i / steps) for i in range(steps + 1)]
-    top = [to_lambert72(x1 - (x1 - x0) * i / steps, y1) for i in range(steps + 1)]
-    left = [to_lambert72(x0, y1 - (y1 - y0) * i / steps) for i in range(steps + 1)]
+    edges = many_to_lambert72(
+        [(x0 + (x1 - x0) * i / steps, y0) for i in range(steps + 1)]
+        + [(x1, y0 + (y1 - y0) * i / steps) for i in range(steps + 1)]
+        + [(x1 - (x1 - x0) * i / steps, y1) for i in range(steps + 1)]
+        + [(x0, y1 - (y1 - y0) * i / steps) for i in range(steps + 1)]
+    )
+    n = steps + 1
+    bottom, right, top, left = edges[:n], edges[n:2 * n], edges[2 * n:3 * n], edges[3 * n:]
     ring = bottom + right[1:] + top[1:] + left[1:]
     wkt = "POLYGON((" + ",".join(f"{x:.3f} {y:.3f}" for x, y in ring) + "))"
     polygon = func.ST_GeomFromText(literal(wkt, Text), SRID)
