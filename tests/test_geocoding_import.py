@@ -95,3 +95,15 @@ def test_urbis_stopping_mid_run_leaves_pending_records_that_geocode_later(db, en
         left = conn.execute(text("SELECT count(*) FROM organisation WHERE geocode_status = 'pending'")).scalar_one()
         total = conn.execute(text("SELECT count(*) FROM organisation WHERE id >= 700000")).scalar_one()
     assert left == 0 and total == COUNT
+
+
+def test_geocoder_loop_is_uvloop_when_installed(engine):
+    import pytest
+
+    uvloop = pytest.importorskip("uvloop")
+    geocoder = Geocoder("http://127.0.0.1:9", engine, "all")
+    try:
+        assert isinstance(geocoder.loop, uvloop.Loop)
+        assert geocoder.client._pool is not None  # plain http: the keep-alive pool, not httpx
+    finally:
+        geocoder.close()

@@ -25,14 +25,20 @@ from app.geo.urbis import (
     AddressQuery,
     CircuitBreaker,
     GeocodeResult,
+    KeepAlivePool,
     MemoryCache,
     PgCache,
     UrbisClient,
     UrbisError,
     UrbisUnavailable,
+    _keep_alive_pool,
 )
 from app.geo.urbis_server import (
+    StreetGroup,
+    _Point,
     create_urbis_app,
+    load_gazetteer,
+    locate,
     normalise_street,
     parse_free_text,
     parse_number,
@@ -49,14 +55,16 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServerThread:
     """uvicorn serving an ASGI app on 127.0.0.1 in a background thread."""
 
-    def __init__(self, app, port: int = 0):
+    def __init__(self, app, port: int = 0, **config):
         self.app = app
         self.port = port
+        self.config = config
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
 
     def start(self) -> ServerThread:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False, lifespan="on",
+                                **self.config)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -594,3 +602,260 @@ def test_throughput_bilingual(twin: ServerProcess, loaded: Engine):
     assert len(items) == 300
     assert len(found) >= 0.97 * len(items) and len(exact) >= 0.9 * len(items)
     assert not any(isinstance(r, UrbisError) for r in results)
+
+
+# ---------------------------------------------------------------------------------------------
+# the twin's in-memory layers, its per-address memory, its direct ASGI path
+# ---------------------------------------------------------------------------------------------
+
+# what the twin asked PostGIS for each street before the layers were in memory: the reference
+_POINTS_NEAR = """
+SELECT ap.number, ST_X(ap.geom) AS x, ST_Y(ap.geom) AS y, ap.commune_nis FROM address_point ap
+ WHERE ap.geom && ST_Expand(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 31370), :radius) AND (ap.street_fr = :fr OR ap.street_nl = :nl)
+   AND (ap.postcode = :pc OR (ap.postcode IS NULL AND ap.commune_nis = ANY(CAST(:communes AS text[]))))
+"""
+_POINTS_ANYWHERE = """
+SELECT ap.number, ST_X(ap.geom) AS x, ST_Y(ap.geom) AS y, ap.commune_nis FROM address_point ap
+ WHERE (ap.street_fr = :fr OR ap.street_nl = :nl)
+   AND (ap.postcode = :pc OR (ap.postcode IS NULL AND ap.commune_nis = ANY(CAST(:communes AS text[]))))
+"""
+_LINES_NEAR = """
+SELECT ST_AsText(sl.geom) FROM street_line sl
+ WHERE sl.geom && ST_Expand(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 31370), :radius) AND (sl.name_fr = :fr OR sl.name_nl = :nl)
+"""
+_LINES_ANYWHERE = """
+SELECT ST_AsText(sl.geom) FROM street_line sl
+ WHERE (sl.name_fr = :fr OR sl.name_nl = :nl) AND sl.commune_nis = ANY(CAST(:communes AS text[]))
+"""
+
+
+def test_in_memory_street_data_is_what_postgis_selects(db_url: str, loaded: Engine):
+    """Each street's address points and lines, gathered from the layers in memory, are the rows
+    the per-street PostGIS queries select (names, postcode or communes, near the street)."""
+    import shapely
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.geo.urbis_server import STREET_LINE_RADIUS_M
+
+    async def load():
+        engine = create_async_engine(db_url)
+        try:
+            return await load_gazetteer(engine)
+        finally:
+            await engine.dispose()
+
+    gaz = run(load())
+    assert gaz.layers.points and gaz.layers.line_parts
+    named = [g for g in gaz.groups if g.name_fr in gaz.layers.points_by_fr or g.name_nl in gaz.layers.points_by_nl]
+    groups = named[:: max(1, len(named) // 300)] + gaz.groups[:: max(1, len(gaz.groups) // 100)]
+    with_points = with_lines = 0
+    with loaded.connect() as conn:
+        for g in groups:
+            communes = sorted(set(g.communes) | set(gaz.postcode_communes.get(g.postcode, ())))
+            params = {"fr": g.name_fr, "nl": g.name_nl, "pc": g.postcode, "communes": communes}
+            reps = [(r.x, r.y) for r in g.rows if r.x is not None]
+            if reps:
+                params.update(x0=min(x for x, _ in reps), y0=min(y for _, y in reps), x1=max(x for x, _ in reps),
+                              y1=max(y for _, y in reps), radius=STREET_LINE_RADIUS_M)
+            points_sql, lines_sql = (_POINTS_NEAR, _LINES_NEAR) if reps else (_POINTS_ANYWHERE, _LINES_ANYWHERE)
+            expected = sorted((r.number, r.x, r.y, r.commune_nis) for r in conn.execute(text(points_sql), params)
+                              if parse_number(r.number) is not None)
+            points, street_lines = gaz.street_data(g)
+            assert sorted((p.raw, p.x, p.y, p.commune_nis) for p in points) == expected, (g.name_fr, g.postcode)
+            parts = sorted(part.wkt for (wkt,) in conn.execute(text(lines_sql), params)
+                           for part in getattr(shapely.from_wkt(wkt), "geoms", [shapely.from_wkt(wkt)]))
+            got = [ln.wkt for ln in street_lines()]
+            assert set(got) <= set(parts), (g.name_fr, g.postcode)  # then kept near the street's points
+            if not (points or reps):
+                assert sorted(got) == parts
+            assert gaz.street_data(g) is gaz.street_data(g)  # gathered once
+            with_points += bool(points)
+            with_lines += bool(got)
+    assert with_points > 100 and with_lines > 100, (with_points, with_lines)
+
+
+def test_exact_number_prefers_its_own_label():
+    group = StreetGroup(1000, "Wetstraat", "Rue de la Loi")
+    points = [_Point(parse_number("16-18"), "16-18", 1.0, 1.0, None), _Point(parse_number("16"), "16", 2.0, 2.0, None),
+              _Point(parse_number("16"), "16", 3.0, 3.0, None)]
+    where = locate(group, parse_number("16"), points, list)
+    assert (where.number, where.x, where.police) == ("16", 2.0, "Found")  # the plain "16", the first loaded
+    assert locate(group, parse_number("16-18"), points[:1], list).number == "16-18"
+
+
+def test_twin_locates_an_address_once_for_both_languages(db_url: str, loaded: Engine, sample: dict):
+    app = create_urbis_app(db_url)
+    routed = create_urbis_app(db_url)
+    seen = []
+
+    @routed.middleware("http")
+    async def count(request, call_next):  # middleware: the routed path, not the direct one
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    servers = [ServerThread(app).start(), ServerThread(routed).start()]
+    try:
+        def ask(server, language, **extra):
+            fields = {"language": language, "address": {"street": {"name": sample["street_fr"], "postcode": str(sample["postcode"]), **extra},
+                                                        "number": sample["number"]}, "spatialReference": "31370"}
+            r = httpx.get(f"{server.url}/Rest/Localize/getaddressesfields", params={"json": json.dumps(fields)}, timeout=10)
+            assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+            return r.json()
+
+        fr, nl = ask(servers[0], "fr"), ask(servers[0], "nl")
+        gaz = app.state.localizer.gazetteer
+        assert len(gaz._located) == 1  # the second language was only rendered
+        assert fr["result"][0]["address"]["street"]["name"] == sample["street_fr"]
+        assert nl["result"][0]["address"]["street"]["name"] == sample["street_nl"]
+        assert fr["result"][0]["point"] == nl["result"][0]["point"] and fr["result"][0]["adNc"] == nl["result"][0]["adNc"]
+        assert app.state.requests["getaddressesfields"] == 2
+        # the direct path answers what the routes answer
+        assert ask(servers[1], "fr") == fr and ask(servers[1], "nl") == nl and len(seen) == 2
+        free = {"language": "nl", "address": f"{sample['street_fr']} {sample['number']}, {sample['postcode']}"}
+        assert httpx.get(f"{servers[0].url}/localization/Rest/Localize/getaddresses", params=free).json() == \
+            httpx.get(f"{servers[1].url}/localization/Rest/Localize/getaddresses", params=free).json()
+        assert httpx.post(f"{servers[0].url}/Rest/Localize/getaddresses", data=free).json() == \
+            httpx.post(f"{servers[1].url}/Rest/Localize/getaddresses", data=free).json()
+        # a municipality that is not a string is read as text, not a server error
+        assert ask(servers[0], "fr", municipality=1000)["error"] is False
+        assert httpx.get(f"{servers[0].url}/stats").json()["requests"]["total"] == 5
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# the client's keep-alive HTTP/1.1 pool
+# ---------------------------------------------------------------------------------------------
+
+
+def test_keep_alive_pool_only_for_plain_http(monkeypatch):
+    headers = {"Accept": "application/json"}
+    assert isinstance(_keep_alive_pool("http://127.0.0.1:8765", headers, 5, 3), KeepAlivePool)
+    assert _keep_alive_pool("https://geoservices.irisnet.be/localization", headers, 5, 3) is None
+    assert _keep_alive_pool("http://user:secret@127.0.0.1:8765", headers, 5, 3) is None
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    monkeypatch.setenv("no_proxy", "localhost")
+    assert _keep_alive_pool("http://urbis.invalid:8765", headers, 5, 3) is None  # through the proxy: httpx
+    assert _keep_alive_pool("http://localhost:8765", headers, 5, 3) is not None
+    assert UrbisClient("http://urbis.invalid:8765")._pool is None
+    with pytest.raises(ValueError):
+        UrbisClient("https://geoservices.irisnet.be/localization", keep_alive_pool=True)
+    assert UrbisClient("http://127.0.0.1:8765", transport=httpx.MockTransport(lambda r: httpx.Response(500)))._pool is None
+
+
+def test_keep_alive_pool_and_httpx_give_the_same_results(twin: ServerProcess, loaded: Engine):
+    with loaded.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT street_fr, number, postcode FROM address_point WHERE street_fr IS NOT NULL AND number IS NOT NULL "
+            "AND postcode IS NOT NULL ORDER BY id LIMIT 60")).all()
+    items = [AddressQuery(r.street_fr, r.number, str(r.postcode)) for r in rows]
+
+    async def go(**kw):
+        async with client(twin, concurrency=4, **kw) as c:
+            return await c.geocode_many(items), c.stats, c._pool
+
+    pooled, stats, pool = run(go())
+    plain, plain_stats, no_pool = run(go(keep_alive_pool=False))
+    assert pool is not None and no_pool is None
+    assert pooled == plain and stats.requests == plain_stats.requests and stats.failures == 0
+    assert 1 <= pool.opened <= 4  # connections reused, at most one per concurrent request
+
+
+class RawServer:
+    """A hand-written HTTP/1.1 server on 127.0.0.1 (its own event loop, in a thread), to test the
+    client's pool on what uvicorn never does: ``behaviour(n, request)`` gives the bytes to answer
+    the ``n``-th request on a connection (``None``: close it without answering);
+    ``close_after_answer``: close each connection after its first answer."""
+
+    def __init__(self, behaviour, close_after_answer: bool = False):
+        self.behaviour = behaviour
+        self.close_after_answer = close_after_answer
+        self.connections = 0
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(10)
+
+    def _run(self):
+        async def handle(reader, writer):
+            self.connections += 1
+            n = 0
+            try:
+                while True:
+                    request = await reader.readuntil(b"\r\n\r\n")
+                    answer = self.behaviour(n, request)
+                    n += 1
+                    if answer is None:
+                        break
+                    writer.write(answer)
+                    await writer.drain()
+                    if self.close_after_answer:
+                        break
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        async def main():
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            self.ready.set()
+            await self.server.serve_forever()
+
+        try:
+            self.loop.run_until_complete(main())
+        except (asyncio.CancelledError, RuntimeError):
+            pass
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(self.loop)])
+        self.thread.join(5)
+
+
+_EMPTY = json.dumps({"result": [], "error": False, "status": "success", "version": "2.0.2"}).encode()
+
+
+def test_keep_alive_pool_reconnects_when_the_server_dropped_an_idle_connection():
+    # each connection answers one request, then closes when the next one arrives (as a server whose
+    # idle timeout struck just then): the request goes out again on a new connection, no failure
+    plain = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(_EMPTY), _EMPTY)
+    server = RawServer(lambda n, request: plain if n == 0 else None)
+    try:
+        async def go():
+            async with UrbisClient(server.url, concurrency=1, retries=0, failure_threshold=1) as c:
+                return [await c.get_addresses(f"Rue de la Loi {i}") for i in range(3)], c.stats
+
+        answers, stats = run(go())
+        assert all(a["result"] == [] for a in answers)
+        assert stats.failures == 0 and stats.requests == 3 and server.connections == 3
+    finally:
+        server.stop()
+
+
+def test_keep_alive_pool_reads_chunked_answers_and_honours_connection_close():
+    chunks = [_EMPTY[:10], _EMPTY[10:]]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    cases = [  # answer, whether the server closes after it, connections for 3 requests
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n" + body, False, 1),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_EMPTY), _EMPTY), True, 3),
+        (b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + _EMPTY, True, 3),  # ends with the connection
+    ]
+    for answer, close, connections in cases:
+        server = RawServer(lambda n, request, answer=answer: answer, close_after_answer=close)
+        try:
+            async def go(url: str):
+                async with UrbisClient(url, concurrency=1, retries=0) as c:
+                    return [await c.get_addresses(f"Rue de la Loi {i}") for i in range(3)], c._pool, c.stats
+
+            answers, pool, stats = run(go(server.url))
+            assert all(a["result"] == [] for a in answers) and stats.failures == 0
+            assert server.connections == connections and pool.opened == connections
+        finally:
+            server.stop()

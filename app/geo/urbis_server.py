@@ -27,6 +27,13 @@ How an address is found
   Not found, Not given.
 - Reverse: the nearest address point with a street name within 100 m, else the nearest named street
   line within 250 m.
+
+Speed (an import asks every address twice, once per language): the gazetteer also holds the
+address points and named street lines, indexed by street name, so a forward answer reads no
+database; each street's points and lines are gathered once, and where an address lies (the part
+of an answer that does not depend on the language) is remembered, so the second language costs
+only its rendering. The Localize paths are answered straight from the ASGI call (``UrbisTwinApp``),
+and ``serve`` writes no access log. Everything is reloaded with the gazetteer (``gazetteer_ttl_s``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import math
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -294,8 +302,16 @@ def _urbis_street_id(best_id: str | None, fallback: int) -> str:
 
 
 class Gazetteer:
-    def __init__(self, streets: list[StreetRow], communes: dict[str, tuple[str, str]], postcodes: list[dict]):
+    """Streets, communes and postcodes (to match names), and the address points and named street
+    lines (to place house numbers), all in memory: a forward answer reads no database."""
+
+    def __init__(self, streets: list[StreetRow], communes: dict[str, tuple[str, str]], postcodes: list[dict],
+                 points: list[tuple] = (), lines: list[tuple] = ()):
         self.communes = communes  # nis → (name_nl, name_fr)
+        self.layers = _Layers(points, lines)
+        # per street group: its points and lines (computed once); per query: its located candidates
+        self._street_data: dict[int, tuple[list[_Point], Any]] = {}
+        self._located: dict[tuple, list[tuple[Candidate, Located]]] = {}
         self.postcode_communes = {p["postcode"]: list(p["commune_nis_codes"] or ([p["commune_nis"]] if p["commune_nis"] else [])) for p in postcodes}
         groups: dict[tuple, StreetGroup] = {}
         for s in streets:
@@ -403,6 +419,84 @@ class Gazetteer:
         out.sort(key=lambda c: (-c.rank, c.group.postcode, c.group.name_fr or ""))
         return out
 
+    def street_data(self, group: StreetGroup) -> tuple[list[_Point], Any]:
+        """The address points of a street (same names, its postcode, or no postcode in its
+        communes) and a function giving its lines — near its representative point(s) when known,
+        else in its communes; computed once per street."""
+        found = self._street_data.get(id(group))
+        if found is None:
+            found = self._street_data[id(group)] = self._compute_street_data(group)
+        return found
+
+    def _compute_street_data(self, group: StreetGroup) -> tuple[list[_Point], Any]:
+        layers = self.layers
+        communes = set(group.communes) | set(self.postcode_communes.get(group.postcode, ()))
+        reps = [(r.x, r.y) for r in group.rows if r.x is not None]
+        box = None
+        if reps:
+            xs, ys = [p[0] for p in reps], [p[1] for p in reps]
+            box = (min(xs) - STREET_LINE_RADIUS_M, min(ys) - STREET_LINE_RADIUS_M,
+                   max(xs) + STREET_LINE_RADIUS_M, max(ys) + STREET_LINE_RADIUS_M)
+        points = []
+        for i in _union(layers.points_by_fr.get(group.name_fr), layers.points_by_nl.get(group.name_nl)):
+            p, pc = layers.points[i], layers.point_postcodes[i]
+            if not (pc == group.postcode or (pc is None and p.commune_nis in communes)):
+                continue
+            if box is not None and not (box[0] <= p.x <= box[2] and box[1] <= p.y <= box[3]):
+                continue
+            points.append(p)
+        line_ids = []
+        for j in _union(layers.lines_by_fr.get(group.name_fr), layers.lines_by_nl.get(group.name_nl)):
+            if box is not None:
+                b = layers.line_bounds[j]
+                if b[0] <= box[2] and b[2] >= box[0] and b[1] <= box[3] and b[3] >= box[1]:
+                    line_ids.append(j)
+            elif layers.line_communes[j] in communes:
+                line_ids.append(j)
+        memo: list = []
+
+        def street_lines() -> list:
+            """The lines of this street, not those of a namesake farther away."""
+            if memo:
+                return memo[0]
+            lines = [part for j in line_ids for part in layers.line_parts[j]]
+            if lines and (points or reps):
+                xs = [p.x for p in points] + [p[0] for p in reps]
+                ys = [p.y for p in points] + [p[1] for p in reps]
+                margin = LINE_SNAP_M * 5
+                x0, y0, x1, y1 = min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
+                lines = [ln for ln in lines if (b := ln.bounds)[0] <= x1 and b[2] >= x0 and b[1] <= y1 and b[3] >= y0]
+            memo.append(lines)
+            return lines
+
+        return points, street_lines
+
+    def locate_candidates(self, street: str, number: HouseNumber | None, postcode: int | None,
+                          municipality: str | None) -> list[tuple[Candidate, Located]]:
+        """The chosen street candidates and where the number is on each, best first — the part of a
+        forward answer that does not depend on the language asked (remembered: URBIS clients ask
+        every address once per language)."""
+        key = (normalise_street(street), number, postcode, municipality)
+        found = self._located.get(key)
+        if found is None:
+            if len(self._located) >= 50_000:
+                self._located.clear()
+            found = self._located[key] = self._locate_candidates(street, number, postcode, municipality)
+        return found
+
+    def _locate_candidates(self, street, number, postcode, municipality) -> list[tuple[Candidate, Located]]:
+        candidates = self.match(street, postcode, municipality)
+        if not candidates:
+            return []
+        top = candidates[0].rank
+        out = []
+        for c in [c for c in candidates if c.rank >= top - CANDIDATE_WINDOW][:MAX_RESULTS]:
+            points, street_lines = self.street_data(c.group)
+            where = locate(c.group, number, points, street_lines)
+            if where is not None:
+                out.append((c, where))
+        return out
+
     def street_at(self, name_fr: str | None, name_nl: str | None, commune_nis: str | None, postcode: int | None,
                   x: float, y: float) -> StreetGroup | None:
         """The gazetteer street of an address point / street line (names, commune, nearest)."""
@@ -435,34 +529,27 @@ async def load_gazetteer(engine: AsyncEngine) -> Gazetteer:
         postcodes = [dict(r._mapping) for r in await conn.execute(text(
             "SELECT postcode, name_nl, name_fr, commune_nis, commune_nis_codes FROM postcode"
         ))]
-    return Gazetteer(streets, communes, postcodes)
+        points = (await conn.execute(_POINTS_SQL)).all()
+        lines = (await conn.execute(_LINES_SQL)).all()
+    return Gazetteer(streets, communes, postcodes, points, lines)
 
 
 # --------------------------------------------------------------------------------------------
 # house numbers: exact, interpolated along the street line, nearest, street
 # --------------------------------------------------------------------------------------------
 
-# the address points and lines of a street: near its representative point(s) when known (GiST), else in its communes
-_STREET_DATA_NEAR_SQL = text("""
-WITH a AS (SELECT ST_Expand(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 31370), :radius) AS box)
-SELECT 'p' AS kind, ap.number, ST_X(ap.geom) AS x, ST_Y(ap.geom) AS y, ap.commune_nis, NULL::bytea AS wkb
-  FROM address_point ap, a
- WHERE ap.geom && a.box AND (ap.street_fr = :fr OR ap.street_nl = :nl)
-   AND (ap.postcode = :pc OR (ap.postcode IS NULL AND ap.commune_nis = ANY(string_to_array(:communes, ','))))
-UNION ALL
-SELECT 'l', NULL, NULL, NULL, sl.commune_nis, ST_AsBinary(sl.geom)
-  FROM street_line sl, a
- WHERE sl.geom && a.box AND (sl.name_fr = :fr OR sl.name_nl = :nl)
+# the layers a forward answer reads, loaded whole with the gazetteer (a few MB for the region)
+_POINTS_SQL = text("""
+SELECT street_fr, street_nl, number, postcode, commune_nis, ST_X(geom) AS x, ST_Y(geom) AS y
+  FROM address_point
+ WHERE coalesce(street_fr, street_nl) IS NOT NULL AND number IS NOT NULL
+ ORDER BY id
 """)
-_STREET_DATA_SQL = text("""
-SELECT 'p' AS kind, ap.number, ST_X(ap.geom) AS x, ST_Y(ap.geom) AS y, ap.commune_nis, NULL::bytea AS wkb
-  FROM address_point ap
- WHERE (ap.street_fr = :fr OR ap.street_nl = :nl)
-   AND (ap.postcode = :pc OR (ap.postcode IS NULL AND ap.commune_nis = ANY(string_to_array(:communes, ','))))
-UNION ALL
-SELECT 'l', NULL, NULL, NULL, sl.commune_nis, ST_AsBinary(sl.geom)
-  FROM street_line sl
- WHERE (sl.name_fr = :fr OR sl.name_nl = :nl) AND sl.commune_nis = ANY(string_to_array(:communes, ','))
+_LINES_SQL = text("""
+SELECT name_fr, name_nl, commune_nis, ST_AsBinary(geom) AS wkb
+  FROM street_line
+ WHERE coalesce(name_fr, name_nl) IS NOT NULL
+ ORDER BY id
 """)
 
 
@@ -473,6 +560,47 @@ class _Point:
     x: float
     y: float
     commune_nis: str | None
+
+
+class _Layers:
+    """The address points (with a house number and a street name) and the named street lines,
+    indexed by their French and their Dutch street name (the ones a street's rows are asked by)."""
+
+    def __init__(self, points: Iterable[tuple], lines: Iterable[tuple]):
+        self.points: list[_Point] = []
+        self.point_postcodes: list[int | None] = []
+        self.points_by_fr: dict[str, list[int]] = {}
+        self.points_by_nl: dict[str, list[int]] = {}
+        for street_fr, street_nl, raw, postcode, nis, x, y in points:
+            n = parse_number(raw)
+            if n is None:
+                continue
+            i = len(self.points)
+            self.points.append(_Point(n, raw, x, y, nis))
+            self.point_postcodes.append(postcode)
+            if street_fr is not None:
+                self.points_by_fr.setdefault(street_fr, []).append(i)
+            if street_nl is not None:
+                self.points_by_nl.setdefault(street_nl, []).append(i)
+        lines = list(lines)
+        geoms = shapely.from_wkb([bytes(row[3]) for row in lines]) if lines else []
+        self.line_bounds: list[tuple[float, float, float, float]] = [tuple(b) for b in shapely.bounds(geoms).tolist()] if lines else []
+        self.line_parts: list[list] = [list(getattr(g, "geoms", [g])) for g in geoms]
+        self.line_communes: list[str | None] = [row[2] for row in lines]
+        self.lines_by_fr: dict[str, list[int]] = {}
+        self.lines_by_nl: dict[str, list[int]] = {}
+        for j, (name_fr, name_nl, *_rest) in enumerate(lines):
+            if name_fr is not None:
+                self.lines_by_fr.setdefault(name_fr, []).append(j)
+            if name_nl is not None:
+                self.lines_by_nl.setdefault(name_nl, []).append(j)
+
+
+def _union(a: list[int] | None, b: list[int] | None) -> list[int]:
+    """Two sorted index lists as one, sorted, without repeats."""
+    if not a or not b:
+        return a or b or []
+    return sorted(set(a).union(b))
 
 
 @dataclass(slots=True)
@@ -515,8 +643,8 @@ def locate(group: StreetGroup, number: HouseNumber | None, points: list[_Point],
 
     if number is not None and number.value >= 0 and points:
         exact = [p for p in points if p.number.value == number.value and p.number.suffix == number.suffix]
-        if exact:
-            p = exact[0]
+        if exact:  # "101" before "101-103" or "101/2"; else the first point loaded (by id)
+            p = min(exact, key=lambda p: p.raw.strip().upper() != number.label)
             return Located(p.x, p.y, p.raw, "Found", p.commune_nis, PENALTY_NUMBER["Found"], point_extent(p.x, p.y))
         same = [p for p in points if p.number.value == number.value]
         if same:  # 59A asked, 59 (or 59B) known
@@ -644,6 +772,10 @@ def _postcode(value: Any) -> int | None:
     return int(digits)
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _coordinate(value: Any, name: str) -> float:
     try:
         number = float(value)
@@ -679,41 +811,6 @@ class Localizer:
                         self.loaded_at = time.monotonic() - self.ttl + 30
         return self.gazetteer
 
-    async def _street_data(self, gaz: Gazetteer, group: StreetGroup) -> tuple[list[_Point], Any]:
-        communes = sorted(set(group.communes) | set(gaz.postcode_communes.get(group.postcode, ())))
-        # communes as one string: psycopg's list dumper costs more than the query
-        params: dict[str, Any] = {"fr": group.name_fr, "nl": group.name_nl, "pc": group.postcode, "communes": ",".join(communes)}
-        reps = [(r.x, r.y) for r in group.rows if r.x is not None]
-        if reps:
-            xs, ys = [p[0] for p in reps], [p[1] for p in reps]
-            params.update(x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys), radius=STREET_LINE_RADIUS_M)
-            sql = _STREET_DATA_NEAR_SQL
-        else:
-            sql = _STREET_DATA_SQL
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(sql, params)).all()
-        points, wkbs = [], []
-        for kind, raw, x, y, nis, wkb in rows:
-            if kind == "p":
-                n = parse_number(raw)
-                if n is not None:
-                    points.append(_Point(n, raw, x, y, nis))
-            else:
-                wkbs.append(bytes(wkb))
-
-        def street_lines() -> list:
-            """The lines of this street, not those of a namesake farther away."""
-            lines = [g for geom in shapely.from_wkb(wkbs) for g in getattr(geom, "geoms", [geom])] if wkbs else []
-            if lines and (points or reps):
-                xs = [p.x for p in points] + [p[0] for p in reps]
-                ys = [p.y for p in points] + [p[1] for p in reps]
-                margin = LINE_SNAP_M * 5
-                x0, y0, x1, y1 = min(xs) - margin, min(ys) - margin, max(xs) + margin, max(ys) + margin
-                lines = [ln for ln in lines if (b := ln.bounds)[0] <= x1 and b[2] >= x0 and b[1] <= y1 and b[3] >= y0]
-            return lines
-
-        return points, street_lines
-
     async def forward(self, query: AddressInput, language: str, srs: int) -> list[dict]:
         gaz = await self.ready()
         if not query.street or not _WORD.search(query.street):
@@ -723,18 +820,8 @@ class Localizer:
         number = parse_number(query.number) if query.number else None
         if query.number and number is None:  # "rez", "sn": asked, but not a number we can look for
             number = HouseNumber(-1)
-        candidates = gaz.match(query.street, query.postcode, query.municipality)
-        if not candidates:
-            return []
-        top = candidates[0].rank
-        chosen = [c for c in candidates if c.rank >= top - CANDIDATE_WINDOW][:MAX_RESULTS]
-        results = []
-        for c in chosen:
-            points, street_lines = await self._street_data(gaz, c.group)
-            where = locate(c.group, number, points, street_lines)
-            if where is None:
-                continue
-            results.append(self._answer(gaz, c, where, language, srs, query))
+        located = gaz.locate_candidates(query.street, number, query.postcode, query.municipality)
+        results = [self._answer(gaz, c, where, language, srs, query) for c, where in located]
         results.sort(key=lambda r: -r["score"])
         return results
 
@@ -824,17 +911,114 @@ class Localizer:
 # --------------------------------------------------------------------------------------------
 
 
-async def _params(request: Request) -> dict[str, str]:
-    params = dict(request.query_params)
-    if request.method == "POST":  # a urlencoded form (parsed here: python-multipart is not a dependency)
-        body = (await request.body()).decode("utf-8", "replace")
-        params.update(parse_qsl(body, keep_blank_values=True))
-    # the regional service's parameter names are case-insensitive in practice
+ENDPOINTS = ("getaddresses", "getaddressesfields", "getaddressfromxy")
+# path → endpoint: the twin's paths and the regional service's (under /localization)
+_LOCALIZE_PATHS = {f"{prefix}/Rest/Localize/{e}": e for prefix in ("", "/localization") for e in ENDPOINTS}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _params(query_string: str, body: bytes | None) -> dict[str, str]:
+    """The request's parameters: the query string, and for a POST its urlencoded form (parsed
+    here: python-multipart is not a dependency). The regional service's parameter names are
+    case-insensitive in practice."""
+    params = dict(parse_qsl(query_string, keep_blank_values=True))
+    if body is not None:
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     return {k.strip(): v for k, v in params.items()} | {k.strip().lower(): v for k, v in params.items()}
 
 
-def _respond(body: dict, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+async def localize(localizer: Localizer, endpoint: str, query_string: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One Localize request → (HTTP status, JSON body)."""
+    try:
+        params = _params(query_string, body)
+        if endpoint == "getaddresses":
+            language, srs = _language(params.get("language")), _srs(params.get("spatialreference"))
+            address = (params.get("address") or "").strip()
+            if not address:
+                raise BadRequest("the address parameter is missing")
+            gaz = await localizer.ready()
+            query = parse_free_text(address, gaz.is_municipality)
+            return 200, orjson.dumps(_envelope(await localizer.forward(query, language, srs)))
+        request = _json_param(params.get("json"))
+        language = _language(request.get("language"))
+        srs = _srs(request.get("spatialReference", request.get("spatialreference", request.get("SRS_In"))))
+        if endpoint == "getaddressesfields":
+            address = request.get("address")
+            if not isinstance(address, dict):
+                raise BadRequest("json.address must be an object")
+            street = address.get("street") or {}
+            if isinstance(street, str):
+                street = {"name": street}
+            if not isinstance(street, dict):
+                raise BadRequest("json.address.street must be an object")
+            name = str(street.get("name") or "").strip()
+            if not name:
+                raise BadRequest("json.address.street.name is missing")
+            number = address.get("number")
+            query = AddressInput(
+                street=name,
+                number=(str(number).strip() or None) if number is not None else None,
+                postcode=_postcode(street.get("postcode", street.get("postCode", address.get("postcode")))),
+                municipality=_text(street.get("municipality") or address.get("municipality")),
+            )
+            return 200, orjson.dumps(_envelope(await localizer.forward(query, language, srs)))
+        # getaddressfromxy
+        point = request.get("point")
+        if not isinstance(point, dict):
+            raise BadRequest("json.point must be an object with x and y")
+        x, y = _coordinate(point.get("x"), "x"), _coordinate(point.get("y"), "y")
+        if srs == WGS84:
+            if 49 < x < 52 and 2 < y < 7:  # lat/lon sent as x/y (some clients do)
+                x, y = y, x
+            x, y = to_lambert72(x, y)
+        if not in_brussels_bbox_l72(x, y):
+            return 200, orjson.dumps(_envelope([]))
+        found = await localizer.reverse(x, y, language, srs)
+        return 200, orjson.dumps(_envelope(found if found is not None else []))
+    except BadRequest as exc:
+        return 200, orjson.dumps(_envelope([], error=True, message=str(exc)))
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("URBIS twin: database unavailable: %s", exc)
+        return 503, orjson.dumps(_envelope([], error=True, message="service temporarily unavailable"))
+
+
+class UrbisTwinApp(FastAPI):
+    """FastAPI, except that the Localize endpoints are answered straight from the ASGI call, without
+    the middleware, routing and telemetry layers (together they cost more than the answer itself).
+    Once middleware is added (``app.middleware("http")``, ``add_middleware``) every request goes
+    through it and the routes instead: same answers."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and not self.user_middleware and not self.root_path:
+            endpoint = _LOCALIZE_PATHS.get(scope["path"])
+            if endpoint is not None and scope["method"] in ("GET", "POST"):
+                await self._localize(scope, receive, send, endpoint)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _localize(self, scope, receive, send, endpoint: str) -> None:
+        self.state.requests[endpoint] += 1
+        self.state.requests["total"] += 1
+        body = None
+        if scope["method"] == "POST":
+            chunks = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        headers = _JSON_HEADERS
+        try:
+            status, content = await localize(self.state.localizer, endpoint, scope["query_string"].decode("latin-1"), body)
+        except Exception:
+            log.exception("URBIS twin: %s failed", endpoint)
+            status, content, headers = 500, b"Internal Server Error", [(b"content-type", b"text/plain; charset=utf-8")]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})
 
 
 def create_urbis_app(database_url: str, *, pool_size: int = 10, gazetteer_ttl_s: float = 300.0) -> FastAPI:
@@ -858,76 +1042,23 @@ def create_urbis_app(database_url: str, *, pool_size: int = 10, gazetteer_ttl_s:
         yield
         await engine.dispose()
 
-    app = FastAPI(title="URBIS Localize (Bruso twin)", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = UrbisTwinApp(title="URBIS Localize (Bruso twin)", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.requests = Counter()
-
-    async def handle(request: Request, endpoint: str) -> Response:
-        app.state.requests[endpoint] += 1
-        app.state.requests["total"] += 1
-        localizer: Localizer = request.app.state.localizer
-        try:
-            params = await _params(request)
-            if endpoint == "getaddresses":
-                language, srs = _language(params.get("language")), _srs(params.get("spatialreference"))
-                address = (params.get("address") or "").strip()
-                if not address:
-                    raise BadRequest("the address parameter is missing")
-                gaz = await localizer.ready()
-                query = parse_free_text(address, gaz.is_municipality)
-                return _respond(_envelope(await localizer.forward(query, language, srs)))
-            body = _json_param(params.get("json"))
-            language = _language(body.get("language"))
-            srs = _srs(body.get("spatialReference", body.get("spatialreference", body.get("SRS_In"))))
-            if endpoint == "getaddressesfields":
-                address = body.get("address")
-                if not isinstance(address, dict):
-                    raise BadRequest("json.address must be an object")
-                street = address.get("street") or {}
-                if isinstance(street, str):
-                    street = {"name": street}
-                if not isinstance(street, dict):
-                    raise BadRequest("json.address.street must be an object")
-                name = str(street.get("name") or "").strip()
-                if not name:
-                    raise BadRequest("json.address.street.name is missing")
-                number = address.get("number")
-                query = AddressInput(
-                    street=name,
-                    number=(str(number).strip() or None) if number is not None else None,
-                    postcode=_postcode(street.get("postcode", street.get("postCode", address.get("postcode")))),
-                    municipality=street.get("municipality") or address.get("municipality"),
-                )
-                return _respond(_envelope(await localizer.forward(query, language, srs)))
-            # getaddressfromxy
-            point = body.get("point")
-            if not isinstance(point, dict):
-                raise BadRequest("json.point must be an object with x and y")
-            x, y = _coordinate(point.get("x"), "x"), _coordinate(point.get("y"), "y")
-            if srs == WGS84:
-                if 49 < x < 52 and 2 < y < 7:  # lat/lon sent as x/y (some clients do)
-                    x, y = y, x
-                x, y = to_lambert72(x, y)
-            if not in_brussels_bbox_l72(x, y):
-                return _respond(_envelope([]))
-            found = await localizer.reverse(x, y, language, srs)
-            return _respond(_envelope(found if found is not None else []))
-        except BadRequest as exc:
-            return _respond(_envelope([], error=True, message=str(exc)))
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("URBIS twin: database unavailable: %s", exc)
-            return _respond(_envelope([], error=True, message="service temporarily unavailable"), status=503)
 
     def route_for(endpoint: str):
         async def route(request: Request) -> Response:
-            return await handle(request, endpoint)
+            app.state.requests[endpoint] += 1
+            app.state.requests["total"] += 1
+            body = await request.body() if request.method == "POST" else None
+            status, content = await localize(request.app.state.localizer, endpoint, request.scope["query_string"].decode("latin-1"), body)
+            return Response(content, status_code=status, media_type="application/json")
 
         return route
 
-    for prefix in ("", "/localization"):
-        for endpoint in ("getaddresses", "getaddressesfields", "getaddressfromxy"):
-            # plain Starlette routes: no dependency injection to solve per request
-            app.add_route(f"{prefix}/Rest/Localize/{endpoint}", route_for(endpoint), methods=["GET", "POST"],
-                          name=f"{endpoint}{prefix.replace('/', '_')}", include_in_schema=False)
+    for path, endpoint in _LOCALIZE_PATHS.items():
+        # plain Starlette routes: no dependency injection to solve per request
+        app.add_route(path, route_for(endpoint), methods=["GET", "POST"],
+                      name=endpoint + ("_localization" if path.startswith("/localization") else ""), include_in_schema=False)
 
     @app.get("/stats", include_in_schema=False)
     async def stats() -> dict:
@@ -937,7 +1068,7 @@ def create_urbis_app(database_url: str, *, pool_size: int = 10, gazetteer_ttl_s:
     @app.get("/", include_in_schema=False)
     async def index() -> dict:
         return {"service": "URBIS Localize twin (Bruso)", "version": VERSION,
-                "endpoints": [f"/Rest/Localize/{e}" for e in ("getaddresses", "getaddressesfields", "getaddressfromxy")]}
+                "endpoints": [f"/Rest/Localize/{e}" for e in ENDPOINTS]}
 
     return app
 
@@ -949,16 +1080,18 @@ def _app_from_environment() -> FastAPI:
     return create_urbis_app(os.environ["BRUSO_URBIS_TWIN_DATABASE_URL"])
 
 
-def serve(database_url: str, host: str = "127.0.0.1", port: int = 8765, *, workers: int = 1, log_level: str = "info") -> None:
+def serve(database_url: str, host: str = "127.0.0.1", port: int = 8765, *, workers: int = 1, log_level: str = "info",
+          access_log: bool = False) -> None:
     """Run the twin with uvicorn (blocking) — ``bruso urbis serve``. ``workers`` > 1: that many
-    processes (each with its gazetteer and a pool of ``pool_size`` connections)."""
+    processes (each with its gazetteer and a pool of ``pool_size`` connections). No access log by
+    default: a line per request costs more than many answers (an import asks thousands)."""
     import os
 
     import uvicorn
 
+    options = {"host": host, "port": port, "log_level": log_level, "access_log": access_log, "proxy_headers": False}
     if workers > 1:
         os.environ["BRUSO_URBIS_TWIN_DATABASE_URL"] = database_url
-        uvicorn.run("app.geo.urbis_server:_app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level)
+        uvicorn.run("app.geo.urbis_server:_app_from_environment", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_urbis_app(database_url), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_urbis_app(database_url), **options)
