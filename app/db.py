@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from .settings import Settings
 
 
-def _connect_args(settings: Settings) -> dict:
+def connect_args(settings: Settings) -> dict:
+    """libpq options of every API connection (the pool's, and the downloads lookup's own)."""
     return {
         # API queries are short: parallel workers only add start-up latency (measured: +20 ms at 100k)
         # custom plans always: a generic plan of the bbox search recomputed the transformed box per
@@ -85,7 +86,7 @@ def make_async_engine(settings: Settings, url: str | None = None) -> AsyncEngine
         # no pre-ping round trip per request: pooled connections ended by a restart are detected
         # locally at checkout instead (_lost), and the pool reconnects by itself
         pool_pre_ping=False,
-        connect_args=_connect_args(settings),
+        connect_args=connect_args(settings),
     )
     _survive_lost_connections(engine)
     return engine

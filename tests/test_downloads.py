@@ -17,7 +17,9 @@ from sqlalchemy import text
 
 from app import downloads
 from app.downloads import FILES, build_downloads
+from app.routers import downloads as served
 from app.routers.downloads import Unsatisfiable, parse_range
+from tests.conftest import REFERENCE_DIR, scratch_database, serve_in_thread
 
 SMALL_CHUNKS = 64 * 1024  # so that the HTTP tests cross chunk boundaries
 
@@ -330,3 +332,294 @@ def test_index_lists_every_file(client, stored):
         row = stored[item["name"]]
         assert item["sha256"] == row["sha256"] and item["byte_size"] == row["byte_size"]
         assert item["url"] == f"http://testserver/downloads/{item['name']}"
+
+
+# ---------------------------------------------------------------- the per-process cache (app/routers/downloads.py)
+#
+# A database of their own (these tests commit rebuilds), a few generated records, files in SMALL_CHUNKS.
+
+CACHE_RECORDS = 120
+
+
+@pytest.fixture(scope="module")
+def cache_db():
+    """(URL, sync engine) of a scratch database with CACHE_RECORDS generated records, downloads built."""
+    from sqlalchemy import create_engine
+
+    from app.demo import iter_records
+    from app.loaders.legacy import load_organisations
+
+    with scratch_database() as url:
+        eng = create_engine(url)
+        with eng.begin() as conn:
+            load_organisations(conn, (("demo", r) for r in iter_records(CACHE_RECORDS, 11, REFERENCE_DIR)))
+        build_downloads(eng, settings=cache_settings(url), chunk_size=SMALL_CHUNKS)
+        try:
+            yield url, eng
+        finally:
+            eng.dispose()
+
+
+def cache_settings(url: str, cache_mb: float | None = None):
+    from app.settings import Settings
+
+    extra = {} if cache_mb is None else {"download_cache_mb": cache_mb}
+    return Settings(BRUSO_DATABASE_URL=url, reference_dir=REFERENCE_DIR, public_base_url="http://testserver",
+                    rate_limit_per_minute=0, **extra)
+
+
+@contextlib.contextmanager
+def cache_client(url: str, cache_mb: float | None = None):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(cache_settings(url, cache_mb))) as client:
+        yield client
+
+
+def current_rows(engine) -> dict[str, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT {downloads.FILE_COLUMNS} FROM download WHERE current")).mappings()
+        return {r["name"]: dict(r) for r in rows}
+
+
+def the_cache(client) -> served.DownloadCache:
+    return client.app.state.download_cache
+
+
+def get_raw(client, name: str, **headers):
+    """The response and its bytes as sent (not decoded)."""
+    with client.stream("GET", f"/downloads/{name}", headers=headers) as response:
+        return response, b"".join(response.iter_raw())
+
+
+def test_cached_bytes_are_the_stored_bytes_in_both_encodings(cache_db):
+    url, engine = cache_db
+    rows = current_rows(engine)
+    with cache_client(url) as client:
+        for name in ("organisations.geojson", "organisations.csv", "communes.geojson"):
+            row = rows[name]
+            for _ in range(2):  # the first loads, the second is served from memory
+                response, raw = get_raw(client, name, **{"Accept-Encoding": "gzip"})
+                assert response.status_code == 200 and response.headers["content-encoding"] == "gzip"  # not compressed twice
+                assert int(response.headers["content-length"]) == row["gzip_size"] == len(raw)
+                assert hashlib.sha256(raw).hexdigest() == row["gzip_sha256"] and response.headers["etag"] == f'"{row["gzip_sha256"]}"'
+                response = get_identity(client, name)
+                assert "content-encoding" not in response.headers
+                assert hashlib.sha256(response.content).hexdigest() == row["sha256"] == response.headers["etag"].strip('"')
+                assert int(response.headers["content-length"]) == row["byte_size"]
+            assert row["gzip_sha256"] in the_cache(client) and row["sha256"] in the_cache(client)
+        cache = the_cache(client)
+        assert cache.loads == 6 and cache.hits >= 6
+
+
+def test_a_rebuild_is_served_at_once_with_the_new_etag(cache_db):
+    url, engine = cache_db
+    name = "organisations.geojson"
+    with cache_client(url) as client:
+        before = current_rows(engine)[name]
+        first, raw = get_raw(client, name, **{"Accept-Encoding": "gzip"})
+        old_etag = first.headers["etag"]
+        assert old_etag == f'"{before["gzip_sha256"]}"' and before["gzip_sha256"] in the_cache(client)
+        with engine.begin() as conn:
+            target = conn.execute(text("SELECT min(id) FROM organisation WHERE publication_state = 'published'")).scalar_one()
+            conn.execute(text("UPDATE organisation SET name_official_fr = 'RENOMMÉ POUR LE CACHE', updated_at = now() "
+                              "WHERE id = :id"), {"id": target})
+        report = build_downloads(engine, settings=cache_settings(url), chunk_size=SMALL_CHUNKS)
+        assert report.built
+        after = current_rows(engine)[name]
+        assert after["gzip_sha256"] != before["gzip_sha256"]
+
+        # the very next request: the new bytes, the new ETag (no waiting, no stale copy)
+        response, raw = get_raw(client, name, **{"Accept-Encoding": "gzip"})
+        assert response.status_code == 200 and response.headers["etag"] == f'"{after["gzip_sha256"]}"' != old_etag
+        assert hashlib.sha256(raw).hexdigest() == after["gzip_sha256"]
+        assert "RENOMMÉ POUR LE CACHE".encode() in gzip.decompress(raw)
+        assert get_identity(client, name).headers["etag"] == f'"{after["sha256"]}"'
+        # the version it replaces is dropped from memory at once
+        assert after["gzip_sha256"] in the_cache(client) and before["gzip_sha256"] not in the_cache(client)
+        # a client holding the old ETag gets the new bytes; one holding the new one a 304
+        assert client.get(f"/downloads/{name}", headers={"Accept-Encoding": "gzip", "If-None-Match": old_etag}).status_code == 200
+        assert client.get(f"/downloads/{name}", headers={"Accept-Encoding": "gzip",
+                                                        "If-None-Match": response.headers["etag"]}).status_code == 304
+
+
+def test_the_cap_is_respected(cache_db):
+    url, engine = cache_db
+    rows = current_rows(engine)
+    geo, nd = rows["organisations.geojson"], rows["organisations.ndjson"]
+    # room for either gzip file, not for both, nor for any raw organisation file
+    cap = max(geo["gzip_size"], nd["gzip_size"]) + 1000
+    assert cap < geo["gzip_size"] + nd["gzip_size"] and cap < min(geo["byte_size"], nd["byte_size"])
+    with cache_client(url, cache_mb=cap / (1 << 20)) as client:
+        cache = the_cache(client)
+        assert cache.cap == cap
+
+        def check():
+            assert cache.size + cache.reserved <= cache.cap
+            assert cache.size == sum(e.size for e in cache._entries.values())
+
+        response = get_identity(client, "organisations.geojson")  # too large: streamed from the chunks
+        assert hashlib.sha256(response.content).hexdigest() == geo["sha256"]
+        assert geo["sha256"] not in cache and len(cache) == 0
+        check()
+        get_raw(client, "organisations.geojson", **{"Accept-Encoding": "gzip"})
+        assert geo["gzip_sha256"] in cache
+        check()
+        response, raw = get_raw(client, "organisations.ndjson", **{"Accept-Encoding": "gzip"})
+        assert hashlib.sha256(raw).hexdigest() == nd["gzip_sha256"]
+        assert nd["gzip_sha256"] in cache and geo["gzip_sha256"] not in cache  # least recently used, evicted
+        assert cache.evictions == 1
+        check()
+        for name, row in rows.items():  # everything, both encodings: right bytes, within the cap
+            response, raw = get_raw(client, name, **{"Accept-Encoding": "gzip"})
+            assert hashlib.sha256(raw).hexdigest() == row["gzip_sha256"], name
+            check()
+            assert hashlib.sha256(get_identity(client, name).content).hexdigest() == row["sha256"], name
+            check()
+
+    with cache_client(url, cache_mb=0) as client:  # no cache at all: every file streamed
+        response, raw = get_raw(client, "organisations.geojson", **{"Accept-Encoding": "gzip"})
+        assert hashlib.sha256(raw).hexdigest() == geo["gzip_sha256"]
+        assert len(the_cache(client)) == 0 and the_cache(client).loads == 0
+
+
+@pytest.mark.parametrize("mode", ["cached", "streamed"])
+def test_head_304_and_ranges_from_memory_and_from_the_chunks(cache_db, mode, monkeypatch):
+    # cached entries in parts of two stored chunks, so that ranges cross both part and chunk boundaries
+    monkeypatch.setattr(served, "SEND_PART", 2 * SMALL_CHUNKS)
+    url, engine = cache_db
+    name = "organisations.geojson"
+    row = current_rows(engine)[name]
+    size, etag = row["byte_size"], f'"{row["sha256"]}"'
+    assert size > 4 * SMALL_CHUNKS
+    with cache_client(url, cache_mb=None if mode == "cached" else 0) as client:
+        cache = the_cache(client)
+        # HEAD and 304 answer from the row: they load nothing
+        head = client.head(f"/downloads/{name}", headers={"Accept-Encoding": "identity"})
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) == size and head.headers["etag"] == etag
+        zipped = client.head(f"/downloads/{name}", headers={"Accept-Encoding": "gzip"})
+        assert zipped.headers["content-encoding"] == "gzip" and int(zipped.headers["content-length"]) == row["gzip_size"]
+        assert get_identity(client, name, **{"If-None-Match": etag}).status_code == 304
+        assert len(cache) == 0
+
+        whole = get_identity(client, name).content
+        assert hashlib.sha256(whole).hexdigest() == row["sha256"]
+        if mode == "cached":
+            entry = cache.get(row["sha256"])
+            assert entry is not None and len(entry.parts) > 2 and entry.part_size == 2 * SMALL_CHUNKS
+        else:
+            assert len(cache) == 0
+        part = 2 * SMALL_CHUNKS
+        cases = [(0, 0), (0, 99), (SMALL_CHUNKS - 10, SMALL_CHUNKS + 9), (part - 1, part), (part, 2 * part - 1),
+                 (part - 5, 2 * part + 5), (part + 3, size - 1), (size - 1, size - 1), (0, size - 1)]
+        for first, last in cases:
+            response = client.get(f"/downloads/{name}", headers={"Range": f"bytes={first}-{last}", "Accept-Encoding": "gzip"})
+            assert response.status_code == 206, (first, last)
+            assert response.headers["content-range"] == f"bytes {first}-{last}/{size}"
+            assert "content-encoding" not in response.headers  # a range of the raw bytes, never compressed
+            assert int(response.headers["content-length"]) == last - first + 1
+            assert response.content == whole[first:last + 1], (first, last)
+        head = client.head(f"/downloads/{name}", headers={"Range": "bytes=10-19"})
+        assert head.status_code == 206 and head.headers["content-length"] == "10" and head.content == b""
+        assert get_identity(client, name, Range=f"bytes={size}-").status_code == 416
+        assert get_identity(client, name, **{"If-None-Match": etag}).status_code == 304
+        assert cache.loads == (1 if mode == "cached" else 0)
+
+
+def test_concurrent_requests_load_once_through_a_real_server(cache_db):
+    """uvicorn in a thread, 16 requests at once for a file not in memory yet: one load, right bytes."""
+    import concurrent.futures
+
+    import httpx
+
+    from app.main import create_app
+
+    url, engine = cache_db
+    row = current_rows(engine)["organisations.csv"]
+    app = create_app(cache_settings(url))
+    with serve_in_thread(app) as base:
+        def fetch(_):
+            response = httpx.get(f"{base}/downloads/organisations.csv", headers={"Accept-Encoding": "gzip"}, timeout=30)
+            return response.status_code, response.headers.get("content-encoding"), hashlib.sha256(response.content).hexdigest()
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(fetch, range(16)))
+        # httpx decodes the gzip: the bytes are the raw file's
+        assert answers == [(200, "gzip", row["sha256"])] * 16
+        cache = app.state.download_cache
+        assert cache.loads == 1 and cache.size == row["gzip_size"] and cache.reserved == 0
+
+
+def test_the_lookup_connection_survives_being_killed(cache_db):
+    """The per-process lookup connection ended by the server: that request asks through the pool, the
+    next one opens a new connection. One that cannot connect: the pool answers, a new attempt waits
+    RETRY_S. Closed at shutdown."""
+    import time
+
+    from tests.conftest import free_port
+
+    url, engine = cache_db
+    name = "categories.json"
+    with cache_client(url) as client:
+        assert get_identity(client, name).status_code == 200
+        (lookup,) = client.app.state.download_lookups.values()
+        pid = lookup._conn.info.backend_pid
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+        assert get_identity(client, name).status_code == 200  # the lookup failed: asked through the pool
+        assert lookup._conn is None
+        assert get_identity(client, name).status_code == 200
+        assert lookup._conn is not None and lookup._conn.info.backend_pid != pid
+
+        conninfo = lookup.conninfo
+        lookup.conninfo = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
+        lookup._drop()
+        assert get_identity(client, name).status_code == 200
+        assert lookup._conn is None and lookup._retry_at > time.monotonic()
+        lookup.conninfo = conninfo
+        assert get_identity(client, name).status_code == 200 and lookup._conn is None  # still pausing
+        lookup._retry_at = 0.0
+        assert get_identity(client, name).status_code == 200 and lookup._conn is not None
+    assert lookup._conn is None  # the application's shutdown closed it
+
+
+def test_cache_bookkeeping_without_a_database():
+    """Eviction order, the replaced version dropped, a load that does not fit beside another in flight."""
+    import asyncio
+
+    async def scenario():
+        cache = served.DownloadCache(100)
+
+        def loader(size):
+            async def load():
+                await asyncio.sleep(0.01)
+                return served.CachedBytes((b"x" * size,), size, size)
+            return load
+
+        a = await cache.get_or_load("a", ("f1", "gzip"), 40, loader(40))
+        b = await cache.get_or_load("b", ("f2", "gzip"), 40, loader(40))
+        assert a.size == b.size == 40 and cache.size == 80 and len(cache) == 2
+        assert cache.get("a") is a  # a is now the most recently used
+        await cache.get_or_load("c", ("f3", "gzip"), 40, loader(40))  # evicts b
+        assert "b" not in cache and "a" in cache and "c" in cache and cache.size == 80
+        await cache.get_or_load("a2", ("f1", "gzip"), 10, loader(10))  # a new version of f1: a dropped
+        assert "a" not in cache and "a2" in cache and cache.size == 50
+        assert await cache.get_or_load("big", ("f4", "gzip"), 101, loader(101)) is None  # above the cap
+        assert not cache.fits(0)
+        # two loads at once that do not fit together: the second is not cached (it streams)
+        first = asyncio.ensure_future(cache.get_or_load("d", ("f5", "gzip"), 60, loader(60)))
+        await asyncio.sleep(0)
+        assert cache.reserved == 60 and cache.size + cache.reserved <= cache.cap
+        assert await cache.get_or_load("e", ("f6", "gzip"), 60, loader(60)) is None
+        same = await asyncio.gather(first, cache.get_or_load("d", ("f5", "gzip"), 60, loader(60)))
+        assert same[0] is same[1] and cache.loads == 5 and cache.reserved == 0 and cache.size <= cache.cap
+
+        async def failing():
+            raise RuntimeError("chunk gone")
+        assert await cache.get_or_load("f", ("f7", "gzip"), 10, failing) is None
+        assert "f" not in cache and cache.reserved == 0
+
+    asyncio.run(scenario())
