@@ -64,9 +64,9 @@ class ResponseCache:
 
     Keyed by the data version (``data_version``): a write moves it and every earlier answer stops
     matching, on every replica, within ``data_version_ttl_s``. An entry is also dropped after
-    ``max_age`` seconds, for the changes that do not move the version (lookup-list labels). Both
-    bounds are far below the ``max-age`` these answers advertise (60-300 s), so no client sees
-    anything staler than a shared cache in front of the API may already serve it.
+    ``max_age`` seconds, for the changes that do not move the version (lookup-list labels). Neither
+    bound exceeds the ``max-age`` these answers advertise (60-300 s), so no client sees anything
+    staler than a shared cache in front of the API may already serve it.
     """
 
     def __init__(self, max_bytes: int, max_age: float):

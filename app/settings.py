@@ -54,9 +54,10 @@ class Settings(BaseSettings):
         "version, path, query and the headers an answer varies on (least recently used evicted). 0: off",
     )
     response_cache_max_age_s: float = Field(
-        default=10.0,
+        default=60.0,
         description="Longest a remembered answer is reused even when the data version did not move (lookup-list "
-        "label edits, which do not change it); far below the max-age the answers advertise to shared caches",
+        "label edits, which do not change it): no longer than the shortest max-age the answers advertise to "
+        "shared caches (60 s)",
     )
     download_cache_mb: float = Field(
         default=64.0,
