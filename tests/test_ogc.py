@@ -570,6 +570,7 @@ def test_bad_filters_are_400_naming_filter(api, value, lang):
 
 def test_bad_filter_parameters(api):
     problem(api.get(ITEMS, params={"filter": "postcode = 1030", "filter-lang": "cql-text"}), 400, "filter-lang")
+    problem(api.get("/ogc/collections/quartiers/items", params={"filter-lang": ""}), 400, "filter-lang")  # found by fuzzing
     problem(api.get(ITEMS, params={"filter": "postcode = 1030", "filter-crs": "EPSG:3857"}), 400, "filter-crs")
     problem(api.get(ITEMS, params={"filter": ["postcode = 1030", "postcode = 1000"]}), 400, "filter")
     problem(api.get("/ogc/collections/communes/items", params={"filter": "sector = 53"}), 400, "filter")

@@ -156,7 +156,8 @@ def _bbox(params: dict) -> tuple[tuple[float, float, float, float], OgcCrs] | No
 
 
 async def _filter(params: dict, conn: AsyncConnection, coll: shape.Collection):
-    lang = _one(params, "filter-lang") or "cql2-text"
+    lang = _one(params, "filter-lang")
+    lang = "cql2-text" if lang is None else lang  # given but empty is not "absent"
     if lang not in FILTER_LANGS:
         raise bad("filter-lang", f"must be one of {', '.join(FILTER_LANGS)}")
     crs = _crs(params, "filter-crs")
