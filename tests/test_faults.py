@@ -429,7 +429,8 @@ def test_sigterm_lets_in_flight_requests_finish(served: Served, capsys):
     eng.dispose()
     port = free_port()
     env = {**os.environ, "BRUSO_DATABASE_URL": url, "BRUSO_REFERENCE_DIR": str(REFERENCE_DIR),
-           "BRUSO_RATE_LIMIT_PER_MINUTE": "0", "BRUSO_LOG_LEVEL": "WARNING"}
+           "BRUSO_RATE_LIMIT_PER_MINUTE": "0", "BRUSO_LOG_LEVEL": "WARNING",
+           "BRUSO_RESPONSE_CACHE_MB": "0"}  # the exports must really run again while SIGTERM arrives
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
          "--timeout-graceful-shutdown", "20", "--log-level", "info", "--no-access-log"],
