@@ -34,7 +34,7 @@ from ..models import LANG_STATUSES, LINKS, PUBLICATION_STATES, SRID, Organisatio
 from ..importer.checks import check_row
 from ..taxonomy_tree import infer_tree
 from . import LoadError, Problem
-from .sql import copy_rows, temp_table
+from .sql import RowFormatter, copy_bytes, copy_rows, temp_table
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://social.brussels/")
 BATCH = 5000
@@ -285,6 +285,21 @@ def enrich_action_zones(conn: Connection) -> None:
 # Columns written from a legacy record, in table order (see Organisation).
 ORG_COLUMNS = [c.name for c in Organisation.__table__.columns if c.name not in ("search_text", "created_at", "updated_at") and c.computed is None]
 
+
+def _copy_type(column) -> str:
+    """The PostgreSQL type COPY dumps a column's Python values as (the point goes as EWKT text)."""
+    if column.name == "geom":
+        return "text"
+    kind = column.type.__class__.__name__
+    if kind == "ARRAY":
+        return "text[]"
+    return {"Integer": "int4", "Uuid": "uuid", "Text": "text", "Boolean": "bool", "Date": "date", "Float": "float8"}[kind]
+
+
+# psycopg dumps each column as told instead of guessing every value's type (twice as fast).
+ORG_TYPES = [_copy_type(Organisation.__table__.c[c]) for c in ORG_COLUMNS]
+LINK_TYPES = ["text", "int4", "int4", "int4"]
+
 # legacy key → column, for plain values and lists that map one to one
 _PLAIN = {
     "nameOfficialFr": "name_official_fr", "nameOfficialNl": "name_official_nl",
@@ -360,6 +375,28 @@ def _strings(value, key: str, record: str, problems: list[Problem], source: str)
     return [v.strip() for v in value if v.strip()]
 
 
+# a fresh row starts as a copy of this (the lists that check_row and the flags replace are set anew)
+_ROW_TEMPLATE = {c: None for c in ORG_COLUMNS} | {"geocode_status": "source", "quality_score": None}
+_PLAIN_ITEMS = tuple(_PLAIN.items())
+_LISTS_ITEMS = tuple(_LISTS.items())
+_ADDRESS_ITEMS = tuple(_ADDRESS.items())
+_LINK_ITEMS = tuple(_LINK_KEYS.items())
+_NO_IDS: frozenset[int] = frozenset()
+_DATES: dict[str, dt.date | None] = {}  # parse_legacy_date answers per text (a directory has few distinct dates)
+
+
+def _date(value) -> dt.date | None:
+    if value.__class__ is not str:
+        return parse_legacy_date(value)
+    found = _DATES.get(value)
+    if found is None:
+        found = parse_legacy_date(value)  # raises for a bad date, which is never kept
+        if len(_DATES) >= 50_000:
+            _DATES.clear()
+        _DATES[value] = found
+    return found
+
+
 def record_to_row(rec: dict, known: Known, source: str) -> tuple[dict, dict[str, list[int]], list[Problem]]:
     """Validate one legacy record; returns (organisation row, links, problems)."""
     problems: list[Problem] = []
@@ -371,66 +408,84 @@ def record_to_row(rec: dict, known: Known, source: str) -> tuple[dict, dict[str,
     def bad(fieldname: str, value, reason: str) -> None:
         problems.append(Problem(source, record, fieldname, value, reason))
 
-    row: dict = {c: None for c in ORG_COLUMNS}
-    row.update(geocode_status="source", quality_flags=[], phones_e164=[], quality_score=None)
+    get = rec.get
+    row: dict = _ROW_TEMPLATE.copy()
+    row["quality_flags"] = []
+    row["phones_e164"] = []
     row["id"] = rid
     row["uuid"] = organisation_uuid(rid)
-    for key, col in _PLAIN.items():
-        value = rec.get(key)
-        if value is not None and not isinstance(value, str):
+    for key, col in _PLAIN_ITEMS:
+        value = get(key)
+        if value is None:
+            continue  # the template's None
+        if isinstance(value, str):
+            row[col] = value.strip() or None
+        else:
             bad(key, value, "expected a string")
-            value = None
-        row[col] = value.strip() or None if isinstance(value, str) else None
-    for key, col in _LISTS.items():
-        row[col] = _strings(rec.get(key), key, record, problems, source)
+    for key, col in _LISTS_ITEMS:
+        value = get(key)
+        if value.__class__ is list:
+            for v in value:
+                if v.__class__ is not str:
+                    break
+            else:  # the usual case: a list of str
+                row[col] = [s for v in value if (s := v.strip())]
+                continue
+        row[col] = _strings(value, key, record, problems, source)
     if not (row["name_official_fr"] or row["name_official_nl"]):
         bad("nameOfficialFr/nameOfficialNl", None, "an organisation needs an official name in at least one language")
 
-    state = rec.get("publicationState", "published")
+    state = get("publicationState", "published")
     if state not in PUBLICATION_STATES:
         bad("publicationState", state, f"must be one of {', '.join(PUBLICATION_STATES)}")
     row["publication_state"] = state
 
-    lang_status = rec.get("langStatus")
+    lang_status = get("langStatus")
     if lang_status is not None and lang_status not in LANG_STATUSES:
         bad("langStatus", lang_status, "must be FR, NL or FR-NL")
     row["lang_status"] = lang_status
-    interpreting = rec.get("isInterpreting")
+    interpreting = get("isInterpreting")
     if interpreting is not None and not isinstance(interpreting, bool):
         bad("isInterpreting", interpreting, "expected true or false")
     row["is_interpreting"] = bool(interpreting)
-    row["legacy_type"] = None if rec.get("type") is None else str(rec.get("type"))
+    legacy_type = get("type")
+    row["legacy_type"] = None if legacy_type is None else str(legacy_type)
     for key, col in (("lastUpdate", "last_update"), ("startDate", "start_date")):
+        value = get(key)
+        if value in (None, ""):
+            continue  # the template's None
         try:
-            row[col] = parse_legacy_date(rec.get(key))
+            row[col] = _date(value)
         except ValueError as exc:
-            bad(key, rec.get(key), str(exc))
+            bad(key, value, str(exc))
 
     numbers = []
-    for value in rec.get("pmRp") or []:
+    for value in get("pmRp") or []:
         try:
             numbers.append(normalise_enterprise_number(value))
         except InvalidEnterpriseNumber as exc:
             bad("pmRp", value, str(exc))
     row["enterprise_numbers"] = numbers
 
-    legal = rec.get("legalStatus")
+    legal = get("legalStatus")
     if legal is not None:
         legal_id = legal.get("id") if isinstance(legal, dict) else legal
-        if legal_id not in known.ids.get("legal_status", set()):
+        if legal_id not in known.ids.get("legal_status", _NO_IDS):
             bad("legalStatus.id", legal_id, "unknown legal status")
         else:
             row["legal_status_id"] = legal_id
 
-    _address(rec.get("address") or {}, row, known, bad)
+    _address(get("address") or {}, row, known, bad)
 
     links: dict[str, list[int]] = {}
-    for kind, keys in _LINK_KEYS.items():
+    known_ids = known.ids
+    for kind, keys in _LINK_ITEMS:
         ids: list[int] = []
+        valid = known_ids.get(kind, _NO_IDS)
         for key in keys:
-            for item in rec.get(key) or []:
+            for item in get(key) or []:
                 item_id = item.get("id") if isinstance(item, dict) else item
-                if not isinstance(item_id, int) or item_id not in known.ids.get(kind, set()):
+                if not isinstance(item_id, int) or item_id not in valid:
                     bad(f"{key}[].id", item_id, f"unknown {kind.replace('_', ' ')} id")
                 elif item_id not in ids:
                     ids.append(item_id)
@@ -445,11 +500,14 @@ def _address(addr: dict, row: dict, known: Known, bad) -> None:
     if not isinstance(addr, dict):
         bad("address", addr, "expected an object")
         return
-    for key, col in _ADDRESS.items():
-        value = addr.get(key)
-        row[col] = str(value).strip() or None if value is not None else None
-    row["address_id"] = addr.get("id") if isinstance(addr.get("id"), int) else None
-    zip_code = addr.get("zipCode")
+    get = addr.get
+    for key, col in _ADDRESS_ITEMS:
+        value = get(key)
+        if value is not None:
+            row[col] = (value if value.__class__ is str else str(value)).strip() or None
+    address_id = get("id")
+    row["address_id"] = address_id if isinstance(address_id, int) else None
+    zip_code = get("zipCode")
     if zip_code is not None:
         try:
             zip_code = int(zip_code)
@@ -459,7 +517,7 @@ def _address(addr: dict, row: dict, known: Known, bad) -> None:
         if zip_code is not None and known.postcodes and zip_code not in known.postcodes:
             bad("address.zipCode", zip_code, "not a Brussels-Capital Region postcode")
     row["postcode"] = zip_code
-    x, y, lon, lat = (addr.get(k) for k in ("x", "y", "lon", "lat"))
+    x, y, lon, lat = get("x"), get("y"), get("lon"), get("lat")
     for key, value in (("x", x), ("y", y), ("lon", lon), ("lat", lat)):
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
             bad(f"address.{key}", value, "expected a number")
@@ -545,10 +603,17 @@ def load_organisations(
     and left out; the others load. ``prepare`` sees each batch of valid rows before staging
     (geocoding). ``delete_missing`` treats the source as the whole directory: stored records it
     no longer contains are deleted (tombstoned), except those it rejected.
+
+    A strict load into an empty directory (the first load of ``bruso load demo``/``legacy``) takes
+    ``_load_first``: the same checks, enrichment and rows, written batch by batch as plain inserts.
     """
     known = Known.from_db(conn)
+    _tune(conn)
+    if on_reject is None and prepare is None and not delete_missing and _first_load(conn):
+        return _load_first(conn, records, known, progress)
     temp_table(conn, "_org", "(LIKE organisation INCLUDING DEFAULTS)")
     temp_table(conn, "_links", "(kind text, organisation_id int, target_id int, position int)")
+    _reset_hits(conn)
     problems: list[Problem] = []
     report = OrganisationReport()
     seen: set[int] = set()
@@ -567,7 +632,7 @@ def load_organisations(
 
     def flush() -> None:
         _stage(conn, batch, prepare, report, progress)
-        copy_rows(conn, "_links", ["kind", "organisation_id", "target_id", "position"], link_rows)
+        copy_rows(conn, "_links", ["kind", "organisation_id", "target_id", "position"], link_rows, LINK_TYPES)
         batch.clear()
         link_rows.clear()
 
@@ -590,6 +655,7 @@ def load_organisations(
                 flush()
     if not problems:
         flush()
+        _spatial_hits(conn)
         for where, rec, found in _outside_region(conn):
             reject(where, rec, found)
     if problems:
@@ -604,6 +670,181 @@ def load_organisations(
     return report
 
 
+def _tune(conn: Connection) -> None:
+    """Settings of this transaction only: lz4 for the values TOAST compresses (the stored documents,
+    long records; several times faster than pglz to write and to read, the values are the same),
+    and a larger GIN pending list, so that the trigram index of search_text is merged in fewer,
+    larger steps."""
+    if conn.execute(text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")).scalar():
+        conn.execute(text("SET LOCAL default_toast_compression = 'lz4'"))  # (a server built without lz4 keeps pglz)
+    conn.execute(text("SET LOCAL gin_pending_list_limit = '32MB'"))
+
+
+def _first_load(conn: Connection) -> bool:
+    """True when the directory is empty. The change-feed lock (taken by every writer to
+    organisation, see migration 0004) is taken first, so no other writer is half-way."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_FEED_LOCK})
+    return not conn.execute(text("SELECT EXISTS (SELECT 1 FROM organisation)")).scalar()
+
+
+CHANGE_FEED_LOCK = 4_205_171  # migrations 0004/0007: the advisory lock all writers to organisation share
+FIRST_BATCH = 10_000  # records per batch of a first load (memory: about 60 MB of rows and documents)
+
+
+def _load_first(conn: Connection, records: Iterable[tuple[str, dict | Problem]], known: Known,
+                progress: Callable[[int], None] | None) -> OrganisationReport:
+    """A strict load into an empty directory: every record is validated as by the general path,
+    and each batch is staged, checked against the region, enriched (the same ``_ENRICHED`` select),
+    then written with plain inserts: the organisations (search text included, so each row is
+    written once), their links, their change events (the trigger) and their documents. Nothing to
+    compare with, nothing to update. Any problem raises LoadError at the end (all problems of the
+    source; points outside the region only when nothing else failed, as the general path does),
+    and the transaction's rollback undoes the batches already written.
+
+    The statements run on a worker thread (``_Pipeline``, the one connection, in order) while this
+    thread validates the next batch and builds the documents of the previous one: Python and
+    PostgreSQL work at the same time."""
+    temp_table(conn, "_org", "(LIKE organisation INCLUDING DEFAULTS)")
+    temp_table(conn, "_links", "(kind text, organisation_id int, target_id int, position int)")
+    _reset_hits(conn)
+    has_communes = conn.execute(text("SELECT EXISTS (SELECT 1 FROM commune)")).scalar()
+    report = OrganisationReport()
+    problems: list[Problem] = []
+    outside: list[Problem] = []
+    seen: set[int] = set()
+    batch: list[dict] = []
+    link_rows: list[tuple] = []
+    writer = documents.BulkWriter(conn)
+    org_format, link_format = RowFormatter(conn, ORG_TYPES), RowFormatter(conn, LINK_TYPES)
+    insert = [f"INSERT INTO organisation ({', '.join(ORG_COLUMNS)}, search_text) "
+              f"SELECT {', '.join(ORG_COLUMNS)}, search_text FROM ({_enriched(_STAGED_SEARCH_TEXT)}) e"]
+    insert += [f"INSERT INTO {table.name} (organisation_id, {kind}_id, position) "
+               f"SELECT organisation_id, target_id, position FROM _links WHERE kind = '{kind}'" for kind, table in LINKS.items()]
+    insert.append("DELETE FROM organisation_tombstone WHERE id IN (SELECT id FROM _org)")  # back again
+    pipe = _Pipeline(conn.connection.driver_connection)
+    fetched = None  # future: the records of the last inserted batch, for its documents
+
+    def stage(driver, org: bytearray, links: bytearray) -> list[Problem]:
+        driver.execute("TRUNCATE _org, _links")
+        copy_bytes(driver, "_org", ORG_COLUMNS, org)
+        copy_bytes(driver, "_links", ["kind", "organisation_id", "target_id", "position"], links)
+        driver.execute(HITS_PT_SQL)
+        if driver.execute("SELECT EXISTS (SELECT 1 FROM _pt)").fetchone()[0]:
+            driver.execute("CREATE INDEX ON _pt USING gist (geom)")
+            driver.execute("ANALYZE _pt")
+            driver.execute(HITS_SQL)
+        driver.execute("DROP TABLE _pt")
+        if not has_communes:
+            return []
+        rows = driver.execute(OUTSIDE_SQL).fetchall()
+        if rows:
+            driver.execute("DELETE FROM _links WHERE organisation_id = ANY(%s)", ([r[0] for r in rows],))
+        return [p for r in rows for p in _outside_problems(*r)[2]]
+
+    def write(driver) -> list:
+        for sql in insert:
+            driver.execute(sql)
+        return writer.fetch(driver, "SELECT id FROM _org")
+
+    def store(lines: list[bytes]) -> None:
+        pipe.submit(lambda driver: documents.copy_documents(driver, lines))
+
+    def flush() -> None:
+        nonlocal fetched
+        if not batch:
+            return
+        org = org_format.rows([row[c] for c in ORG_COLUMNS] for row in batch)
+        links = link_format.rows(link_rows)
+        count = len(batch)
+        batch.clear()
+        link_rows.clear()
+        found = pipe.submit(lambda driver: stage(driver, org, links)).result()  # waits for the previous batch too
+        if progress is not None:
+            progress(count)
+        outside.extend(found)
+        previous, fetched = fetched, None
+        if not outside:
+            fetched = pipe.submit(write)
+            report.created += count
+        if previous is not None:  # its documents, built while this batch is written
+            store(writer.lines(previous.result()))
+
+    try:
+        for source, rec in records:
+            report.read += 1
+            if isinstance(rec, Problem):
+                report.rejected += 1
+                problems.append(rec)
+                continue
+            row, links, found = record_to_row(rec, known, source)
+            if not found and row["id"] in seen:
+                found = [Problem(source, str(row["id"]), "id", row["id"], "duplicate id in this load")]
+            if found:
+                report.rejected += 1
+                problems.extend(found)
+                continue
+            seen.add(row["id"])
+            if not problems:  # once anything failed, only keep validating
+                batch.append(row)
+                link_rows.extend((kind, row["id"], tid, pos) for kind, ids in links.items() for pos, tid in enumerate(ids))
+                if len(batch) >= FIRST_BATCH:
+                    flush()
+        if not problems:
+            flush()
+            if fetched is not None:
+                store(writer.lines(fetched.result()))
+                fetched = None
+        pipe.drain()
+    finally:
+        pipe.close()
+    if problems or outside:
+        raise LoadError(problems or outside)
+    if report.created:
+        conn.execute(text("REFRESH MATERIALIZED VIEW search_word"))
+        conn.execute(text("ANALYZE organisation, organisation_category, organisation_accreditation, "
+                          "organisation_language, organisation_offer_type, organisation_action_zone, record_document"))
+    report.unchanged = report.read - report.rejected - report.created
+    return report
+
+
+class _Pipeline:
+    """Runs callables on the loader's psycopg connection, one after another, on one worker thread;
+    the caller does Python work meanwhile (libpq waits release the GIL) and never touches the
+    connection until ``drain``/``close``. After a failure the remaining calls are skipped and the
+    failure is raised by ``drain`` (or by the future the caller waits on)."""
+
+    def __init__(self, driver):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.driver = driver
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bruso-load")
+        self.futures: list = []
+        self.failed: BaseException | None = None
+
+    def submit(self, fn):
+        def run():
+            if self.failed is not None:
+                raise RuntimeError("an earlier statement of this load failed") from self.failed
+            try:
+                return fn(self.driver)
+            except BaseException as exc:
+                self.failed = exc
+                raise
+        future = self.executor.submit(run)
+        self.futures = [f for f in self.futures if not f.done()] + [future]
+        return future
+
+    def drain(self) -> None:
+        for future in self.futures:
+            future.result()
+        self.futures = []
+        if self.failed is not None:
+            raise self.failed
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)  # the connection is the caller's again
+
+
 def _stage(conn: Connection, batch: list[dict], prepare: Prepare | None, report: OrganisationReport,
            progress: Callable[[int], None] | None) -> None:
     """One batch of valid rows: through ``prepare`` (the geocoder), counted, copied into ``_org``."""
@@ -611,7 +852,7 @@ def _stage(conn: Connection, batch: list[dict], prepare: Prepare | None, report:
         prepare(batch)
     report.pending += sum(1 for row in batch if row["geocode_status"] == "pending")
     report.geocoded += sum(1 for row in batch if row["geocode_status"] == "ok")
-    copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch))
+    copy_rows(conn, "_org", ORG_COLUMNS, ([row[c] for c in ORG_COLUMNS] for row in batch), ORG_TYPES)
     if progress is not None:
         progress(len(batch))
 
@@ -621,6 +862,7 @@ def reprocess(conn: Connection, where_sql: str, prepare: Prepare, *, progress: C
     enrichment again, keeping their links; only what changed is written."""
     temp_table(conn, "_org", "(LIKE organisation INCLUDING DEFAULTS)")
     temp_table(conn, "_links", "(kind text, organisation_id int, target_id int, position int)")
+    _reset_hits(conn)
     columns = ", ".join("ST_AsEWKT(geom) AS geom" if c == "geom" else c for c in ORG_COLUMNS)
     rows = [dict(r) for r in conn.execute(
         text(f"SELECT {columns} FROM organisation WHERE {where_sql} ORDER BY id FOR UPDATE")).mappings()]
@@ -652,123 +894,172 @@ def delete_organisations(conn: Connection, select_ids: str, params: dict, *, rea
     return len(gone)
 
 
+# ---------------------------------------------------------------- enrichment (set-based)
+
+def _reset_hits(conn: Connection) -> None:
+    """``_hit``: what the reference layers say of each distinct staged point (kept for the whole
+    load: a directory repeats its addresses, and a point is looked up once)."""
+    temp_table(conn, "_hit", "(k bytea PRIMARY KEY, communes text[], quartiers text[], sectors text[], "
+                             "lon float8, lat float8, x float8, y float8, near boolean)")
+
+
+# One spatial join per layer, the polygons outside and the new points (GiST-indexed) inside, so each
+# polygon is read (detoasted, prepared) once per batch rather than once per point. Each point gets
+# the codes of every polygon it intersects, in code order: [1] is what "ORDER BY code LIMIT 1" gave.
+_HITS_SQL = """
+INSERT INTO _hit (k, communes, quartiers, sectors, lon, lat, x, y, near)
+SELECT p.k, coalesce(c.codes, '{{}}'), coalesce(q.codes, '{{}}'), coalesce(s.codes, '{{}}'),
+       ST_X(ST_Transform(p.geom, 4326)), ST_Y(ST_Transform(p.geom, 4326)), ST_X(p.geom), ST_Y(p.geom),
+       c.codes IS NOT NULL OR EXISTS (SELECT 1 FROM commune n WHERE ST_DWithin(n.geom, p.geom, 100))
+  FROM _pt p
+  LEFT JOIN ({communes}) c ON c.k = p.k
+  LEFT JOIN ({quartiers}) q ON q.k = p.k
+  LEFT JOIN ({sectors}) s ON s.k = p.k
+"""
+_LAYER_SQL = ("SELECT p.k, array_agg(l.{code} ORDER BY l.{code}) AS codes "
+              "FROM (SELECT {code}, ST_SetSRID(geom, ST_SRID(geom)) AS geom FROM {table} OFFSET 0) l "
+              "JOIN _pt p ON ST_Intersects(l.geom, p.geom) GROUP BY p.k")
+HITS_SQL = _HITS_SQL.format(communes=_LAYER_SQL.format(code="nis_code", table="commune"),
+                            quartiers=_LAYER_SQL.format(code="code", table="quartier"),
+                            sectors=_LAYER_SQL.format(code="code", table="statistical_sector"))
+
+
+HITS_PT_SQL = ("CREATE TEMP TABLE _pt ON COMMIT DROP AS SELECT n.k, n.k::geometry AS geom "
+               "FROM (SELECT DISTINCT geom::bytea AS k FROM _org WHERE geom IS NOT NULL) n "
+               "WHERE NOT EXISTS (SELECT 1 FROM _hit h WHERE h.k = n.k)")
+OUTSIDE_SQL = ("DELETE FROM _org o USING _hit h WHERE o.geom IS NOT NULL AND h.k = o.geom::bytea AND NOT h.near "
+               "RETURNING o.id, o.x_31370, o.y_31370, o.lon, o.lat, to_jsonb(o) - 'geom' AS staged")
+
+
+def _spatial_hits(conn: Connection) -> None:
+    """Look up the staged points not yet in ``_hit``."""
+    conn.execute(text("DROP TABLE IF EXISTS pg_temp._pt"))
+    conn.execute(text(HITS_PT_SQL))
+    if conn.execute(text("SELECT EXISTS (SELECT 1 FROM _pt)")).scalar():
+        conn.execute(text("CREATE INDEX ON _pt USING gist (geom)"))
+        conn.execute(text("ANALYZE _pt"))
+        conn.execute(text(HITS_SQL))
+    conn.execute(text("DROP TABLE _pt"))
+
+
+def _outside_problems(oid, x, y, lon, lat, staged) -> tuple[str, dict | None, list[Problem]]:
+    return ("-", {**staged, "id": oid}, [Problem("-", str(oid), "address.x/y" if x is not None else "address.lon/lat",
+                                                 [x, y] if x is not None else [lon, lat],
+                                                 "point outside the Brussels-Capital Region")])
+
+
 def _outside_region(conn: Connection) -> list[tuple[str, dict | None, list[Problem]]]:
     """Staged points farther than 100 m from every commune (only when the communes are loaded);
-    they are taken out of the staging tables and reported."""
+    they are taken out of the staging tables and reported. Needs ``_spatial_hits`` first."""
     if not conn.execute(text("SELECT EXISTS (SELECT 1 FROM commune)")).scalar():
         return []
-    rows = conn.execute(
-        text(
-            "DELETE FROM _org o WHERE o.geom IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM commune c WHERE ST_DWithin(c.geom, o.geom, 100)) "
-            "RETURNING o.id, o.x_31370, o.y_31370, o.lon, o.lat, to_jsonb(o) - 'geom' AS staged"
-        )
-    ).all()
+    rows = conn.execute(text(OUTSIDE_SQL)).all()
     if rows:
         conn.execute(text("DELETE FROM _links WHERE organisation_id = ANY(:ids)"), {"ids": [r.id for r in rows]})
-    return [
-        ("-", {**r.staged, "id": r.id}, [Problem("-", str(r.id), "address.x/y" if r.x_31370 is not None else "address.lon/lat",
-                  [r.x_31370, r.y_31370] if r.x_31370 is not None else [r.lon, r.lat],
-                  "point outside the Brussels-Capital Region")])
-        for r in rows
-    ]
+    return [_outside_problems(*r) for r in rows]
+
+
+def _flag_costs() -> str:
+    from ..importer.checks import FLAG_COST
+
+    return ", ".join(f"('{flag}', {cost})" for flag, cost in FLAG_COST.items())
+
+
+# The staged rows as stored: what the point tells and the source left empty (commune NIS code and
+# names, quartier, statistical sector, the WGS84/Lambert 72 pair; source values are kept as given),
+# then the flags of what disagrees and the quality score (see app.importer.checks.quality). In steps:
+#   a  fill codes and coordinates (the commune from the point, else from the postcode);
+#   b  a point URBIS just gave decides the statistical sector (a source's code only fills a gap):
+#      the first intersecting sector that differs, and its names are looked up again;
+#   c  names of the commune, quartier and sector where the source left them empty;
+#   d  flags (no point; postcode of another commune; sector unverified or not the point's), merged
+#      with the record's own (sorted, distinct), and the score.
+_ENRICHED = """
+WITH a AS (
+  SELECT o.*, h.communes, h.sectors, p.postcode AS p_postcode, p.commune_nis AS p_nis, p.commune_nis_codes AS p_nis_codes,
+         coalesce(o.commune_nis, h.communes[1], p.commune_nis) AS a_commune_nis,
+         coalesce(o.quartier_code, h.quartiers[1]) AS a_quartier_code,
+         coalesce(o.statistical_sector_code, h.sectors[1]) AS a_sector_code,
+         coalesce(o.lon, h.lon) AS a_lon, coalesce(o.lat, h.lat) AS a_lat,
+         coalesce(o.x_31370, h.x) AS a_x, coalesce(o.y_31370, h.y) AS a_y
+    FROM _org o
+    LEFT JOIN _hit h ON h.k = o.geom::bytea
+    LEFT JOIN postcode p ON p.postcode = o.postcode
+), b AS (
+  SELECT a.*, CASE WHEN a.geocode_status = 'ok' THEN
+           (SELECT u.code FROM unnest(a.sectors) WITH ORDINALITY u(code, n)
+             WHERE u.code IS DISTINCT FROM a.a_sector_code ORDER BY u.n LIMIT 1) END AS b_sector
+    FROM a
+), c AS (
+  SELECT b.*,
+         CASE WHEN b.b_sector IS NULL THEN b.a_sector_code ELSE b.b_sector END AS c_sector_code,
+         CASE WHEN b.b_sector IS NULL THEN b.statistical_sector_nl END AS c_sector_nl,
+         CASE WHEN b.b_sector IS NULL THEN b.statistical_sector_fr END AS c_sector_fr
+    FROM b
+), d AS (
+  SELECT c.*,
+         coalesce(c.commune_nl, nullif(cn.name_nl, '')) AS d_commune_nl,
+         coalesce(c.commune_fr, nullif(cn.name_fr, '')) AS d_commune_fr,
+         coalesce(c.quartier_nl, nullif(qn.name_nl, '')) AS d_quartier_nl,
+         coalesce(c.quartier_fr, nullif(qn.name_fr, '')) AS d_quartier_fr,
+         coalesce(c.c_sector_nl, nullif(sn.name_nl, '')) AS d_sector_nl,
+         coalesce(c.c_sector_fr, nullif(sn.name_fr, '')) AS d_sector_fr,
+         array_remove(ARRAY[
+           CASE WHEN c.geom IS NULL THEN 'no-point' END,
+           CASE WHEN c.postcode IS NOT NULL AND c.p_postcode IS NOT NULL AND c.communes[1] IS NOT NULL
+                 AND NOT (c.communes[1] = ANY(c.p_nis_codes) OR c.communes[1] = c.p_nis)
+                THEN 'postcode-commune-mismatch' END,
+           CASE WHEN c.c_sector_code IS NULL THEN NULL
+                WHEN NOT EXISTS (SELECT 1 FROM statistical_sector) OR c.geom IS NULL THEN 'statistical-sector-unverified'
+                WHEN c.sectors[1] IS DISTINCT FROM c.c_sector_code THEN 'statistical-sector-mismatch' END], NULL) AS d_extra
+    FROM c
+    LEFT JOIN commune cn ON cn.nis_code = c.a_commune_nis
+    LEFT JOIN quartier qn ON qn.code = c.a_quartier_code
+    LEFT JOIN statistical_sector sn ON sn.code = c.c_sector_code
+), f AS (
+  SELECT d.*, ARRAY(SELECT DISTINCT x.flag COLLATE "C" FROM unnest(coalesce(d.quality_flags, '{{}}') || d.d_extra) x(flag)
+                    ORDER BY 1) AS f_flags
+    FROM d
+  OFFSET 0  -- f_flags once per row (it is read twice below)
+)
+SELECT {columns}{extra} FROM f{joins}
+"""
+_REPLACED = {
+    "commune_nis": "a_commune_nis", "commune_nl": "d_commune_nl", "commune_fr": "d_commune_fr",
+    "quartier_code": "a_quartier_code", "quartier_nl": "d_quartier_nl", "quartier_fr": "d_quartier_fr",
+    "statistical_sector_code": "c_sector_code", "statistical_sector_nl": "d_sector_nl", "statistical_sector_fr": "d_sector_fr",
+    "lon": "a_lon", "lat": "a_lat", "x_31370": "a_x", "y_31370": "a_y", "quality_flags": "f_flags",
+    "quality_score": "greatest(0, 100 - (SELECT coalesce(sum(coalesce(fc.cost, 10)), 0) FROM unnest(f_flags) x(flag) "
+                     "LEFT JOIN (VALUES {costs}) fc(flag, cost) ON fc.flag = x.flag))::int",
+}
+_ENRICHED_COLUMNS = ", ".join(f"{_REPLACED[c]} AS {c}" if c in _REPLACED else f"f.{c}" for c in ORG_COLUMNS)
+# the folded search text (see SEARCH_TEXT_SQL), from the staged links: the row is written once
+_STAGED_SEARCH_TEXT = (""", bruso_normalise(concat_ws(' ',
+    f.name_official_nl, f.name_official_fr,
+    array_to_string(f.name_alternative_nl, ' '), array_to_string(f.name_alternative_fr, ' '),
+    array_to_string(f.name_former_nl, ' '), array_to_string(f.name_former_fr, ' '),
+    array_to_string(f.name_service_nl, ' '), array_to_string(f.name_service_fr, ' '),
+    f.activities_nl, f.activities_fr, st.categories)) AS search_text""", """
+  LEFT JOIN (SELECT l.organisation_id,
+                    string_agg(concat_ws(' ', c.title_nl, c.title_fr, array_to_string(c.keywords_nl, ' '),
+                                         array_to_string(c.keywords_fr, ' ')), ' ' ORDER BY l.position) AS categories
+               FROM _links l JOIN category c ON c.id = l.target_id WHERE l.kind = 'category'
+              GROUP BY l.organisation_id) st ON st.organisation_id = f.id""")
+
+
+def _enriched(extra: tuple[str, str] = ("", "")) -> str:
+    return _ENRICHED.format(columns=_ENRICHED_COLUMNS.replace("{costs}", _flag_costs()), extra=extra[0], joins=extra[1])
+
 
 
 def _enrich_addresses(conn: Connection) -> None:
-    """Fill what the point tells and the source left empty: commune NIS code and names, quartier,
-    statistical sector, and the WGS84/Lambert 72 coordinate pair (source values are kept as
-    given); then flag what disagrees and score each record (see app.importer.checks)."""
-    conn.execute(
-        text(
-            """
-            UPDATE _org o SET
-              commune_nis = coalesce(o.commune_nis,
-                  (SELECT c.nis_code FROM commune c WHERE ST_Intersects(c.geom, o.geom) ORDER BY c.nis_code LIMIT 1),
-                  (SELECT p.commune_nis FROM postcode p WHERE p.postcode = o.postcode)),
-              quartier_code = coalesce(o.quartier_code,
-                  (SELECT q.code FROM quartier q WHERE ST_Intersects(q.geom, o.geom) ORDER BY q.code LIMIT 1)),
-              statistical_sector_code = coalesce(o.statistical_sector_code,
-                  (SELECT s.code FROM statistical_sector s WHERE ST_Intersects(s.geom, o.geom) ORDER BY s.code LIMIT 1)),
-              lon = coalesce(o.lon, ST_X(ST_Transform(o.geom, 4326))),
-              lat = coalesce(o.lat, ST_Y(ST_Transform(o.geom, 4326))),
-              x_31370 = coalesce(o.x_31370, ST_X(o.geom)),
-              y_31370 = coalesce(o.y_31370, ST_Y(o.geom))
-            WHERE o.geom IS NOT NULL OR o.postcode IS NOT NULL
-            """
-        )
-    )
-    # a point URBIS just gave decides the statistical sector (a source's code only fills a gap)
-    conn.execute(
-        text(
-            """
-            UPDATE _org o SET statistical_sector_code = s.code, statistical_sector_nl = NULL, statistical_sector_fr = NULL
-              FROM statistical_sector s
-             WHERE o.geocode_status = 'ok' AND ST_Intersects(s.geom, o.geom)
-               AND s.code IS DISTINCT FROM o.statistical_sector_code
-            """
-        )
-    )
-    conn.execute(
-        text(
-            """
-            UPDATE _org o SET
-              commune_nl = coalesce(o.commune_nl, nullif(c.name_nl, '')), commune_fr = coalesce(o.commune_fr, nullif(c.name_fr, ''))
-            FROM commune c WHERE c.nis_code = o.commune_nis AND (o.commune_nl IS NULL OR o.commune_fr IS NULL)
-            """
-        )
-    )
-    conn.execute(
-        text(
-            """
-            UPDATE _org o SET
-              quartier_nl = coalesce(o.quartier_nl, nullif(q.name_nl, '')), quartier_fr = coalesce(o.quartier_fr, nullif(q.name_fr, ''))
-            FROM quartier q WHERE q.code = o.quartier_code AND (o.quartier_nl IS NULL OR o.quartier_fr IS NULL)
-            """
-        )
-    )
-    conn.execute(
-        text(
-            """
-            UPDATE _org o SET
-              statistical_sector_nl = coalesce(o.statistical_sector_nl, nullif(s.name_nl, '')),
-              statistical_sector_fr = coalesce(o.statistical_sector_fr, nullif(s.name_fr, ''))
-            FROM statistical_sector s
-            WHERE s.code = o.statistical_sector_code AND (o.statistical_sector_nl IS NULL OR o.statistical_sector_fr IS NULL)
-            """
-        )
-    )
-    flags = conn.execute(
-        text(
-            """
-            WITH found AS (
-              SELECT o.id,
-                CASE WHEN o.geom IS NULL THEN 'no-point' END AS no_point,
-                CASE WHEN o.postcode IS NOT NULL AND p.postcode IS NOT NULL AND pc.nis_code IS NOT NULL
-                      AND NOT (pc.nis_code = ANY(p.commune_nis_codes) OR pc.nis_code = p.commune_nis)
-                     THEN 'postcode-commune-mismatch' END AS postcode_mismatch,
-                CASE WHEN o.statistical_sector_code IS NULL THEN NULL
-                     WHEN NOT EXISTS (SELECT 1 FROM statistical_sector) OR o.geom IS NULL THEN 'statistical-sector-unverified'
-                     WHEN ps.code IS DISTINCT FROM o.statistical_sector_code THEN 'statistical-sector-mismatch' END AS sector_flag
-                FROM _org o
-                LEFT JOIN postcode p ON p.postcode = o.postcode
-                LEFT JOIN LATERAL (SELECT c.nis_code FROM commune c WHERE ST_Intersects(c.geom, o.geom) LIMIT 1) pc ON true
-                LEFT JOIN LATERAL (SELECT s.code FROM statistical_sector s WHERE ST_Intersects(s.geom, o.geom) LIMIT 1) ps ON true
-            )
-            SELECT id, array_remove(ARRAY[no_point, postcode_mismatch, sector_flag], NULL) AS extra FROM found
-            """
-        )
-    ).all()
-    from ..importer.checks import quality
-
-    extra = {r.id: r.extra for r in flags if r.extra}
-    rows = conn.execute(text("SELECT id, quality_flags FROM _org")).all()
-    scored = []
-    for r in rows:
-        merged = sorted(set(r.quality_flags or []) | set(extra.get(r.id, [])))
-        scored.append((r.id, merged, quality(merged)))
-    temp_table(conn, "_quality", "(id int PRIMARY KEY, flags text[], score int)")
-    copy_rows(conn, "_quality", ["id", "flags", "score"], scored)
-    conn.execute(text("UPDATE _org o SET quality_flags = q.flags, quality_score = q.score FROM _quality q WHERE q.id = o.id"))
+    """Fill what the point tells and the source left empty, flag what disagrees and score each
+    record (``_ENRICHED``): ``_org`` is rebuilt in one pass."""
+    _spatial_hits(conn)
+    temp_table(conn, "_org_enriched", f"AS {_enriched()}")
+    conn.execute(text("DROP TABLE _org"))
+    conn.execute(text("ALTER TABLE _org_enriched RENAME TO _org"))
+    conn.execute(text("ANALYZE _org"))
 
 
 def _apply(conn: Connection, report: OrganisationReport) -> None:
@@ -829,14 +1120,15 @@ UPDATE organisation o SET search_text = bruso_normalise(concat_ws(' ',
     array_to_string(o.name_service_nl, ' '), array_to_string(o.name_service_fr, ' '),
     o.activities_nl, o.activities_fr,
     (SELECT string_agg(concat_ws(' ', c.title_nl, c.title_fr, array_to_string(c.keywords_nl, ' '),
-                                 array_to_string(c.keywords_fr, ' ')), ' ')
+                                 array_to_string(c.keywords_fr, ' ')), ' ' ORDER BY oc.position)
        FROM organisation_category oc JOIN category c ON c.id = oc.category_id WHERE oc.organisation_id = o.id)))
 WHERE o.id = ANY(:ids)
 """
 
 
 def refresh_search_text(conn: Connection, ids: list[int]) -> None:
-    """Rebuild the folded search text of the given organisations (names, activities, categories)."""
+    """Rebuild the folded search text of the given organisations (names, activities, categories
+    in the record's order)."""
     conn.execute(text(SEARCH_TEXT_SQL), {"ids": ids})
 
 

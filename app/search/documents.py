@@ -18,7 +18,7 @@ The public base URL depends on the request, so documents carry ``\\u0001`` in it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import orjson
 import psycopg
@@ -46,11 +46,15 @@ def with_base(body: bytes, base: str) -> bytes:
     return body.replace(PLACEHOLDER, b'"' + base.encode() + b"/")
 
 
+def _dumps(row: dict) -> tuple[bytes, bytes]:
+    return (orjson.dumps(v1_shape.organisation(row, BASE)),
+            orjson.dumps(ogc_shape.organisation_feature(row, None, BASE)["properties"]))
+
+
 def build(row: dict) -> tuple[str, str]:
     """The stored texts of one record (a row of ``RECORD_SQL``): (v1 document, OGC properties)."""
-    v1 = orjson.dumps(v1_shape.organisation(row, BASE)).decode()
-    ogc = orjson.dumps(ogc_shape.organisation_feature(row, None, BASE)["properties"]).decode()
-    return v1, ogc
+    v1, ogc = _dumps(row)
+    return v1.decode(), ogc.decode()
 
 
 STALE_SQL = """
@@ -58,12 +62,23 @@ SELECT o.id FROM organisation o LEFT JOIN record_document d ON d.organisation_id
  WHERE d.organisation_id IS NULL OR d.built_from <> o.updated_at
  ORDER BY o.id
 """
+BULK = 5000  # from this many records on, refresh builds set-based (BulkWriter)
 
 
 def refresh(conn: Connection, ids: Iterable[int] | None = None) -> int:
     """Build the documents of ``ids`` (all missing or stale ones when None), in the caller's
     transaction; returns how many were written."""
-    wanted = sorted(set(ids)) if ids is not None else list(conn.execute(text(STALE_SQL)).scalars())
+    if ids is None and not isinstance(conn.connection.driver_connection, psycopg.AsyncConnection):
+        temp_table(conn, "_stale", f"AS {STALE_SQL}")
+        count = conn.execute(text("SELECT count(*) FROM _stale")).scalar_one()
+        if count >= BULK:
+            written = BulkWriter(conn).write("SELECT id FROM _stale", replace=True)
+            conn.execute(text("DROP TABLE _stale"))
+            return written
+        wanted = list(conn.execute(text("SELECT id FROM _stale ORDER BY id")).scalars())
+        conn.execute(text("DROP TABLE _stale"))
+    else:
+        wanted = sorted(set(ids)) if ids is not None else list(conn.execute(text(STALE_SQL)).scalars())
     if not wanted:
         return 0
     sql = text(RECORD_SQL.format(public=""))
@@ -84,6 +99,147 @@ def refresh(conn: Connection, ids: Iterable[int] | None = None) -> int:
     conn.execute(text(upsert.format("SELECT * FROM _doc")))
     conn.execute(text("DROP TABLE _doc"))
     return len(wanted)
+
+
+# ---------------------------------------------------------------- bulk building
+
+# The columns of RECORD_SQL's rows. Those whose Python value JSON carries exactly (integers, text,
+# text arrays, booleans) come in one json_build_array per record, parsed by orjson; dates, times
+# and floats (152302.0 must stay a float) come as columns.
+_RECORD_COLUMNS = [c for c in Organisation.__table__.columns if c.name not in ("search_text", "geom") and c.computed is None]
+_NATIVE = [c.name for c in _RECORD_COLUMNS if c.type.__class__.__name__ in ("Date", "DateTime", "Float")]
+_JSON = [c.name for c in _RECORD_COLUMNS if c.name not in _NATIVE]
+_LINKED = ("category", "accreditation", "language", "offer_type", "action_zone")
+
+# The records of ``{ids}`` (a query of ids), with each link table pre-aggregated once (GROUP BY)
+# instead of one correlated subquery per record and link table; the labels are joined in Python
+# from the lookup lists (``BulkWriter``), as RECORD_SQL's subqueries join them.
+BULK_SQL = """
+SELECT json_build_array({json}, {links})::text, {native}
+  FROM organisation o {joins}
+ WHERE o.id IN ({{ids}})
+ ORDER BY o.id
+""".format(
+    json=", ".join(f"o.{c}" for c in _JSON),
+    links=", ".join(f"l_{k}.ids" for k in _LINKED),
+    native=", ".join(f"o.{c}" for c in _NATIVE),
+    joins=" ".join(
+        f"LEFT JOIN (SELECT organisation_id, array_agg({k}_id ORDER BY position) AS ids FROM organisation_{k} "
+        f"WHERE organisation_id IN ({{ids}}) GROUP BY organisation_id) l_{k} ON l_{k}.organisation_id = o.id"
+        for k in _LINKED),
+)
+
+
+class BulkWriter:
+    """Builds documents set-based and COPYs them into ``record_document``: the lookup lists are read
+    once, each record's row is assembled as RECORD_SQL shapes it (same keys, same values), then
+    ``build`` makes the texts. Bounded memory: rows are fetched ``BATCH`` at a time."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        q = lambda sql: conn.execute(text(sql)).all()  # noqa: E731
+        authority = {r[0]: {"id": r[0], "name_nl": r[1], "name_fr": r[2]} for r in q("SELECT id, name_nl, name_fr FROM authority")}
+        self.labels = {
+            "category": {r[0]: {"id": r[0], "title_nl": r[1], "title_fr": r[2]} for r in q("SELECT id, title_nl, title_fr FROM category")},
+            "accreditation": {r[0]: {"id": r[0], "label_nl": r[1], "label_fr": r[2], "authority": authority.get(r[3])}
+                              for r in q("SELECT id, label_nl, label_fr, authority_id FROM accreditation")},
+            "language": {r[0]: {"id": r[0], "name_nl": r[1], "name_fr": r[2]} for r in q("SELECT id, name_nl, name_fr FROM language")},
+            "offer_type": {r[0]: {"id": r[0], "label_nl": r[1], "label_fr": r[2]} for r in q("SELECT id, label_nl, label_fr FROM offer_type")},
+            "action_zone": {r[0]: {"id": r[0], "label_nl": r[1], "label_fr": r[2], "kind": r[3]}
+                            for r in q("SELECT id, label_nl, label_fr, kind FROM action_zone")},
+        }
+        self.legal = {r[0]: {"id": r[0], "label_nl": r[1], "label_fr": r[2]} for r in q("SELECT id, label_nl, label_fr FROM legal_status")}
+        self.communes = {r[0]: {"nl": r[1], "fr": r[2]} for r in q("SELECT nis_code, name_nl, name_fr FROM commune")}
+        self.sectors = {r[0]: (r[3], {"id": r[0], "title_nl": r[1], "title_fr": r[2]})
+                        for r in q("SELECT id, title_nl, title_fr, position FROM sector")}
+        self.tree: dict[int, list[tuple[int, bool]]] = {}
+        for category_id, sector_id, inferred in q("SELECT category_id, sector_id, inferred FROM category_tree"):
+            self.tree.setdefault(category_id, []).append((sector_id, inferred))
+        self._sectors_of: dict[tuple, list[dict]] = {}
+
+    def _sector_list(self, category_ids: tuple) -> list[dict]:
+        """RECORD_SQL's sectors: each sector of the record's categories (bool_and of inferred), in
+        sector order."""
+        found = self._sectors_of.get(category_ids)
+        if found is None:
+            inferred: dict[int, bool] = {}
+            for category_id in category_ids:
+                for sector_id, flag in self.tree.get(category_id, ()):
+                    inferred[sector_id] = inferred.get(sector_id, True) and flag
+            known = [s for s in inferred if s in self.sectors]
+            found = [dict(self.sectors[s][1], inferred=inferred[s]) for s in sorted(known, key=lambda s: self.sectors[s][0])]
+            if len(self._sectors_of) > 100_000:
+                self._sectors_of.clear()
+            self._sectors_of[category_ids] = found
+        return found
+
+    def _row(self, record) -> dict:
+        """One RECORD_SQL row from one BULK_SQL record."""
+        values = orjson.loads(record[0])
+        row = dict(zip(_JSON, values))
+        row.update(zip(_NATIVE, record[1:]))
+        n = len(_JSON)
+        cats, accs, langs, offers, zones = (values[n + i] or () for i in range(5))
+        labels = self.labels
+        row["legal_status"] = self.legal.get(row["legal_status_id"])
+        row["categories"] = [labels["category"][i] for i in cats]
+        row["sectors"] = self._sector_list(tuple(cats))
+        row["accreditations"] = [labels["accreditation"][i] for i in accs]
+        row["languages"] = [labels["language"][i] for i in langs]
+        row["offer_types"] = [labels["offer_type"][i] for i in offers]
+        row["action_zones"] = [labels["action_zone"][i] for i in zones]
+        row["commune_ref"] = self.communes.get(row["commune_nis"])
+        return row
+
+    def rows(self, ids_sql: str) -> Iterator[dict]:
+        """RECORD_SQL rows of the organisations ``ids_sql`` selects, in id order (streamed)."""
+        driver = self.conn.connection.driver_connection
+        with driver.cursor(name="bruso_documents") as cursor:
+            cursor.itersize = BATCH
+            cursor.execute(BULK_SQL.replace("{ids}", ids_sql))
+            for record in cursor:
+                yield self._row(record)
+
+    def fetch(self, driver, ids_sql: str) -> list:
+        """The BULK_SQL records of a batch (on ``driver``, which another thread may own)."""
+        return driver.execute(BULK_SQL.replace("{ids}", ids_sql)).fetchall()
+
+    def lines(self, records: Iterable) -> list[bytes]:
+        """COPY lines of the documents of ``fetch``ed records."""
+        return [_line(self._row(record)) for record in records]
+
+    def write(self, ids_sql: str, *, replace: bool = False) -> int:
+        """Build and store the documents of ``ids_sql``; ``replace``: drop theirs first (else
+        they have none, as after a first load). Returns how many were written."""
+        if replace:
+            self.conn.execute(text(f"DELETE FROM record_document WHERE organisation_id IN ({ids_sql})"))
+        driver = self.conn.connection.driver_connection
+        written = 0
+        pending: list[bytes] = []
+        for row in self.rows(ids_sql):
+            pending.append(_line(row))
+            if len(pending) >= BATCH:
+                written += copy_documents(driver, pending)
+        return written + copy_documents(driver, pending)
+
+
+def _line(row: dict) -> bytes:
+    """A record_document COPY line (text format: orjson escapes every control character, so only
+    the backslashes are doubled)."""
+    v1, ogc = _dumps(row)
+    return b"%d\t%s\t%s\t%s\n" % (row["id"], row["updated_at"].isoformat().encode(),
+                                    v1.replace(b"\\", b"\\\\"), ogc.replace(b"\\", b"\\\\"))
+
+
+def copy_documents(driver, lines: list[bytes]) -> int:
+    """COPY prepared lines (``_line``) into record_document; empties ``lines``."""
+    if not lines:
+        return 0
+    count = len(lines)
+    with driver.cursor().copy("COPY record_document (organisation_id, built_from, v1, ogc) FROM STDIN") as copy:
+        copy.write(b"".join(lines))
+    lines.clear()
+    return count
 
 
 async def refresh_async(conn: AsyncConnection, ids: Iterable[int] | None = None) -> int:
