@@ -304,7 +304,7 @@ class KeepAlivePool:
                 return response.status, {k.lower(): v for k, v in response.headers.items()}, body
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc)) from exc
-        except asyncio.TimeoutError as exc:  # aiohttp's connect and read timeouts
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts
             raise (httpx.ConnectTimeout if "connect" in str(exc).lower() else httpx.ReadTimeout)(str(exc) or "timeout") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
             raise httpx.ReadError(str(exc)) from exc

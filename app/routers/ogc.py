@@ -19,10 +19,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import HTMLResponse, Response
 
-from .. import search
 from ..deps import read_connection, settings
 from ..errors import NotFound
 from ..http import base_url, data_version
+from ..search import documents
 from ..search.cql2 import (
     FILTER_LANGS,
     box_geometry,
@@ -43,7 +43,6 @@ from ..search.criteria import (
     parse_datetime_interval,
     parse_ogc_crs,
 )
-from ..search import documents
 from ..search.query import check_references
 from ..search.query import search as run_search
 from ..serialize import ogc as shape

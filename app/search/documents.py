@@ -22,11 +22,9 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from sqlalchemy import ColumnElement, Integer, func, literal, select
+from sqlalchemy import ColumnElement, Connection, Integer, func, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..loaders.sql import copy_rows, temp_table
 from ..models import Organisation, RecordDocument
@@ -137,7 +135,7 @@ class BulkWriter:
 
     def __init__(self, conn: Connection):
         self.conn = conn
-        q = lambda sql: conn.execute(text(sql)).all()  # noqa: E731
+        q = lambda sql: conn.execute(text(sql)).all()
         authority = {r[0]: {"id": r[0], "name_nl": r[1], "name_fr": r[2]} for r in q("SELECT id, name_nl, name_fr FROM authority")}
         self.labels = {
             "category": {r[0]: {"id": r[0], "title_nl": r[1], "title_fr": r[2]} for r in q("SELECT id, title_nl, title_fr FROM category")},

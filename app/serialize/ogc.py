@@ -17,12 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Integer, and_, func, literal, select, text, true
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, func, select, text, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..http import DATA_VERSION_SQL
@@ -319,15 +318,6 @@ def geometry_sql(column, crs: OgcCrs, precision: int):
     if crs.lat_lon:
         geometry = func.ST_FlipCoordinates(geometry)
     return func.ST_AsGeoJSON(geometry, 3 if crs.srid == SRID else precision, 0)  # 0: no "crs" member
-
-
-async def organisation_geometries(conn: AsyncConnection, ids: Sequence[int], crs: OgcCrs) -> dict[int, str | None]:
-    if not ids:
-        return {}
-    stmt = select(o.c.id, geometry_sql(o.c.geom, crs, COLLECTIONS["organisations"].precision)).where(
-        o.c.id == func.any(literal(list(ids), ARRAY(Integer)))
-    )
-    return {row[0]: row[1] for row in await conn.execute(stmt)}
 
 
 def organisation_geometry(crs: OgcCrs):
