@@ -136,6 +136,35 @@ def test_category_includes_descendants(client, fixtures):
     assert 900005 in child_ids and 900004 not in child_ids
 
 
+def test_category_filter_follows_an_import_that_changes_the_categories(client, loaded, fixtures):
+    """category and sector filters read organisation.category_ids (migration 0008): a re-import
+    that moves a record to another category must move it in the results, as the links say."""
+    parent, child = fixtures["parent"], fixtures["child"]
+    record = fixture_record(900006, fr="Zzyzx Catégorie mobile", nl="Zzyzx Verhuizende categorie", x=150300, y=169300,
+                            categories=[child])
+    near = {"near": "50.8466,4.3528", "radius": "5000"}
+    for categories in ([child], [parent], []):
+        record["categoriesObject"] = [{"id": c} for c in categories]
+        with loaded.begin() as conn:
+            load_organisations(conn, [("moves", record)])
+        with loaded.connect() as conn:
+            stored, linked = conn.execute(text(
+                "SELECT category_ids, ARRAY(SELECT category_id FROM organisation_category WHERE organisation_id = 900006 "
+                "ORDER BY 1) FROM organisation WHERE id = 900006")).one()
+            sector = conn.execute(text("SELECT min(sector_id) FROM category_tree WHERE category_id = :c"), {"c": child}).scalar()
+            sector_expected = conn.execute(text(
+                "SELECT EXISTS (SELECT 1 FROM category_tree WHERE sector_id = :s AND category_id = ANY(:c))"),
+                {"s": sector, "c": categories}).scalar()
+        assert stored == linked == sorted(categories)
+        in_child = 900006 in set(all_ids(client, {"category": child}))
+        in_parent = 900006 in set(all_ids(client, {"category": parent}))
+        in_child_near = 900006 in set(all_ids(client, {"category": child, **near}))
+        in_sector = 900006 in set(all_ids(client, {"sector": sector}))
+        assert in_child == in_child_near == (categories == [child])
+        assert in_parent == bool(categories)  # the parent's filter includes its child
+        assert in_sector == sector_expected
+
+
 def test_radius_results_within_radius_sorted_by_distance(client, loaded, fixtures):
     lat, lon, radius = 50.8466, 4.3528, 1500
     items = []

@@ -283,7 +283,10 @@ def enrich_action_zones(conn: Connection) -> None:
 # ---------------------------------------------------------------- organisations
 
 # Columns written from a legacy record, in table order (see Organisation).
-ORG_COLUMNS = [c.name for c in Organisation.__table__.columns if c.name not in ("search_text", "created_at", "updated_at") and c.computed is None]
+# what a record says; search_text and category_ids are derived from it and its links (SEARCH_TEXT_SQL)
+DERIVED = ("search_text", "category_ids")
+ORG_COLUMNS = [c.name for c in Organisation.__table__.columns
+               if c.name not in (*DERIVED, "created_at", "updated_at") and c.computed is None]
 
 
 def _copy_type(column) -> str:
@@ -716,8 +719,8 @@ def _load_first(conn: Connection, records: Iterable[tuple[str, dict | Problem]],
     link_rows: list[tuple] = []
     writer = documents.BulkWriter(conn)
     org_format, link_format = RowFormatter(conn, ORG_TYPES), RowFormatter(conn, LINK_TYPES)
-    insert = [f"INSERT INTO organisation ({', '.join(ORG_COLUMNS)}, search_text) "
-              f"SELECT {', '.join(ORG_COLUMNS)}, search_text FROM ({_enriched(_STAGED_SEARCH_TEXT)}) e"]
+    insert = [f"INSERT INTO organisation ({', '.join(ORG_COLUMNS + list(DERIVED))}) "
+              f"SELECT {', '.join(ORG_COLUMNS + list(DERIVED))} FROM ({_enriched(_STAGED_SEARCH_TEXT)}) e"]
     insert += [f"INSERT INTO {table.name} (organisation_id, {kind}_id, position) "
                f"SELECT organisation_id, target_id, position FROM _links WHERE kind = '{kind}'" for kind, table in LINKS.items()]
     insert.append("DELETE FROM organisation_tombstone WHERE id IN (SELECT id FROM _org)")  # back again
@@ -1033,16 +1036,18 @@ _REPLACED = {
                      "LEFT JOIN (VALUES {costs}) fc(flag, cost) ON fc.flag = x.flag))::int",
 }
 _ENRICHED_COLUMNS = ", ".join(f"{_REPLACED[c]} AS {c}" if c in _REPLACED else f"f.{c}" for c in ORG_COLUMNS)
-# the folded search text (see SEARCH_TEXT_SQL), from the staged links: the row is written once
+# the derived columns (see SEARCH_TEXT_SQL), from the staged links: the row is written once
 _STAGED_SEARCH_TEXT = (""", bruso_normalise(concat_ws(' ',
     f.name_official_nl, f.name_official_fr,
     array_to_string(f.name_alternative_nl, ' '), array_to_string(f.name_alternative_fr, ' '),
     array_to_string(f.name_former_nl, ' '), array_to_string(f.name_former_fr, ' '),
     array_to_string(f.name_service_nl, ' '), array_to_string(f.name_service_fr, ' '),
-    f.activities_nl, f.activities_fr, st.categories)) AS search_text""", """
+    f.activities_nl, f.activities_fr, st.categories)) AS search_text,
+    coalesce(st.category_ids, '{}') AS category_ids""", """
   LEFT JOIN (SELECT l.organisation_id,
                     string_agg(concat_ws(' ', c.title_nl, c.title_fr, array_to_string(c.keywords_nl, ' '),
-                                         array_to_string(c.keywords_fr, ' ')), ' ' ORDER BY l.position) AS categories
+                                         array_to_string(c.keywords_fr, ' ')), ' ' ORDER BY l.position) AS categories,
+                    array_agg(l.target_id ORDER BY l.target_id) AS category_ids
                FROM _links l JOIN category c ON c.id = l.target_id WHERE l.kind = 'category'
               GROUP BY l.organisation_id) st ON st.organisation_id = f.id""")
 
@@ -1121,14 +1126,15 @@ UPDATE organisation o SET search_text = bruso_normalise(concat_ws(' ',
     o.activities_nl, o.activities_fr,
     (SELECT string_agg(concat_ws(' ', c.title_nl, c.title_fr, array_to_string(c.keywords_nl, ' '),
                                  array_to_string(c.keywords_fr, ' ')), ' ' ORDER BY oc.position)
-       FROM organisation_category oc JOIN category c ON c.id = oc.category_id WHERE oc.organisation_id = o.id)))
+       FROM organisation_category oc JOIN category c ON c.id = oc.category_id WHERE oc.organisation_id = o.id))),
+  category_ids = ARRAY(SELECT category_id FROM organisation_category WHERE organisation_id = o.id ORDER BY category_id)
 WHERE o.id = ANY(:ids)
 """
 
 
 def refresh_search_text(conn: Connection, ids: list[int]) -> None:
-    """Rebuild the folded search text of the given organisations (names, activities, categories
-    in the record's order)."""
+    """Rebuild the derived columns of the given organisations: the folded search text (names,
+    activities, categories in the record's order) and the sorted category ids."""
     conn.execute(text(SEARCH_TEXT_SQL), {"ids": ids})
 
 

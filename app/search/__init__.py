@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..models import Organisation
 
 # Every stored column but the search support and the geometry (lon/lat and x/y carry the point).
-_COLUMNS = ", ".join(f"o.{c.name}" for c in Organisation.__table__.columns if c.name not in ("search_text", "geom") and c.computed is None)
+_COLUMNS = ", ".join(f"o.{c.name}" for c in Organisation.__table__.columns if c.name not in ("search_text", "category_ids", "geom") and c.computed is None)
 
 RECORD_SQL = """
 SELECT {columns},

@@ -73,7 +73,7 @@ from ..models import (
     StatisticalSector,
 )
 from .criteria import CRS84_URI, OGC_CRSS, Criteria, OgcCrs, parse_ogc_crs
-from .query import Resolved, category_descendants, filters
+from .query import Resolved, category_descendants, filters, sector_categories
 
 o = Organisation.__table__
 log = logging.getLogger("bruso.cql2")
@@ -510,7 +510,11 @@ class _Compiler:
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
                     raise _bad(f"{name} takes ids (integers from 1 to 2147483647), not {value!r}"[:200])
             values_ = tuple(dict.fromkeys(literals))
-        resolved = Resolved(categories=await category_descendants(self.conn, values_)) if name == "category" else None
+        resolved = None
+        if name == "category":
+            resolved = Resolved(categories=await category_descendants(self.conn, values_))
+        elif name == "sector":
+            resolved = Resolved(sector_categories=await sector_categories(self.conn, values_))
         conds = filters(Criteria(**{name: values_}), resolved, public=False)
         return and_(true(), *conds)
 

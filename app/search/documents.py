@@ -104,7 +104,7 @@ def refresh(conn: Connection, ids: Iterable[int] | None = None) -> int:
 # The columns of RECORD_SQL's rows. Those whose Python value JSON carries exactly (integers, text,
 # text arrays, booleans) come in one json_build_array per record, parsed by orjson; dates, times
 # and floats (152302.0 must stay a float) come as columns.
-_RECORD_COLUMNS = [c for c in Organisation.__table__.columns if c.name not in ("search_text", "geom") and c.computed is None]
+_RECORD_COLUMNS = [c for c in Organisation.__table__.columns if c.name not in ("search_text", "category_ids", "geom") and c.computed is None]
 _NATIVE = [c.name for c in _RECORD_COLUMNS if c.type.__class__.__name__ in ("Date", "DateTime", "Float")]
 _JSON = [c.name for c in _RECORD_COLUMNS if c.name not in _NATIVE]
 _LINKED = ("category", "accreditation", "language", "offer_type", "action_zone")

@@ -42,7 +42,7 @@ from ..text import fold
 from .criteria import Criteria
 
 o = Organisation.__table__
-oc, oa, oz, ol, ot = (LINKS[k] for k in ("category", "accreditation", "action_zone", "language", "offer_type"))
+oa, oz, ol, ot = (LINKS[k] for k in ("accreditation", "action_zone", "language", "offer_type"))
 tree = CategoryTree.__table__
 accreditation = Accreditation.__table__
 
@@ -161,18 +161,27 @@ WITHIN_TABLES = {
 }
 
 
+async def sector_categories(conn: AsyncConnection, ids) -> tuple[int, ...]:
+    """The categories placed in any of the sectors' trees."""
+    found = await conn.execute(select(tree.c.category_id).where(tree.c.sector_id == func.any(_ids(ids))).distinct())
+    return tuple(sorted(found.scalars()))
+
+
 @dataclass(frozen=True)
 class Resolved:
-    """What the criteria expand to in the database: close words for q, category descendants."""
+    """What the criteria expand to in the database: close words for q, category descendants, the
+    categories of the sectors asked for."""
 
     terms: Terms | None = None
     categories: tuple[int, ...] = ()
+    sector_categories: tuple[int, ...] | None = None
 
 
 async def resolve(conn: AsyncConnection, criteria: Criteria) -> Resolved:
     return Resolved(
         terms=await expand_terms(conn, criteria.q) if criteria.q else None,
         categories=await category_descendants(conn, criteria.category) if criteria.category else (),
+        sector_categories=await sector_categories(conn, criteria.sector) if criteria.sector else None,
     )
 
 
@@ -192,18 +201,15 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
             terms = {t: (t, *SYNONYMS.get(t, ())) for t in tokens(c.q)}
         for variants in terms.values():
             conds.append(_contains_any(o.c.search_text, variants))
+    # categories and sectors match the record's category_ids (GIN: the planner ANDs it with geom's GiST)
     if c.category:
-        conds.append(
-            exists().where(oc.c.organisation_id == o.c.id, oc.c.category_id == func.any(_ids(resolved.categories or c.category)))
-        )
+        conds.append(o.c.category_ids.bool_op("&&")(_ids(resolved.categories or c.category)))
     if c.sector:
-        conds.append(
-            exists().where(
-                oc.c.organisation_id == o.c.id,
-                tree.c.category_id == oc.c.category_id,
-                tree.c.sector_id == func.any(_ids(c.sector)),
-            )
-        )
+        if resolved.sector_categories is not None:
+            in_sectors = _ids(resolved.sector_categories)
+        else:
+            in_sectors = select(func.array_agg(tree.c.category_id)).where(tree.c.sector_id == func.any(_ids(c.sector))).scalar_subquery()
+        conds.append(o.c.category_ids.bool_op("&&")(in_sectors))
     if c.accreditation:
         conds.append(exists().where(oa.c.organisation_id == o.c.id, oa.c.accreditation_id == func.any(_ids(c.accreditation))))
     if c.authority:
@@ -232,7 +238,7 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
         if values:
             conds.append(column == func.any(array(values)))
     if c.enterprise_number:
-        conds.append(o.c.enterprise_numbers.op("&&")(_texts(c.enterprise_number)))
+        conds.append(o.c.enterprise_numbers.bool_op("&&")(_texts(c.enterprise_number)))
     if c.near is not None and c.radius is not None:
         conds.append(func.ST_DWithin(o.c.geom, query_point(c), c.radius))
     if c.bbox is not None:
