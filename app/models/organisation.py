@@ -132,8 +132,8 @@ class Organisation(Base):
     # search support: accent- and case-folded text of names, activities, categories and keywords
     search_text: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     # the record's category ids, sorted: written with search_text from organisation_category, so
-    # that a category (or sector) filter is one GIN index scan that the planner can AND with the
-    # GiST of geom (radius, bbox) instead of probing the link table row by row (migration 0008)
+    # that a category (or sector) filter is an index condition, with the point in one GiST index,
+    # instead of a probe of the link table per candidate row (migration 0008)
     category_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False, server_default="{}")
     # name sort keys (folded, the other language when one is missing), stored so that sorting a
     # page by name reads them instead of folding every matching row (see app/search/query.py)
@@ -161,7 +161,12 @@ class Organisation(Base):
         Index("ix_organisation_name_key_fr", "name_key_fr", "id"),
         Index("ix_organisation_name_key_nl", "name_key_nl", "id"),
         Index("ix_organisation_enterprise_numbers", "enterprise_numbers", postgresql_using="gin"),
-        Index("ix_organisation_category_ids", "category_ids", postgresql_using="gin"),
+        # category filters (intarray operator classes, migration 0008): alone, and with the point,
+        # so that the nearest published records of a category are one KNN walk of one index
+        Index("ix_organisation_category_ids", "category_ids", postgresql_using="gin",
+              postgresql_ops={"category_ids": "gin__int_ops"}),
+        Index("ix_organisation_geom_category_ids", "geom", "category_ids", postgresql_using="gist",
+              postgresql_ops={"category_ids": "gist__int_ops"}, postgresql_where=text("publication_state = 'published'")),
         Index(
             "ix_organisation_search_text_trgm",
             "search_text",

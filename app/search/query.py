@@ -383,10 +383,15 @@ async def search(
             else:
                 page_conds.append(tuple_(key, o.c.id) > tuple_(literal(last_key, Text), last_id))
 
+    count_key = None
+    if count and version is not None:
+        count_key = (version, public, _fingerprint(criteria, "", ""), _condition_key(extra))
+    matched = counts.get(count_key) if count else -1
+
     columns = [o.c.id, key.label("sort_key")]
     if distance is not None:
         columns.append(distance.label("distance"))
-    if sort == "distance" and criteria.radius is None:
+    if sort == "distance":  # a KNN walk of the GiST index (with a radius too: it stops at the page)
         rows = (await _nearest(conn, columns, page_conds, criteria, offset + limit + 1))[offset:]
     else:
         order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
@@ -400,15 +405,9 @@ async def search(
         last = rows[-1]
         last_key = last.sort_key.isoformat() if sort == "updated" else last.sort_key
         next_cursor = encode_cursor(secret, fingerprint, [last_key, last.id])
-    matched = -1
-    if count:
-        key = None
-        if version is not None:
-            key = (version, public, _fingerprint(criteria, "", ""), _condition_key(extra))
-        matched = counts.get(key)
-        if matched is None:
-            matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
-            counts.put(key, matched)
+    if matched is None:
+        matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
+        counts.put(count_key, matched)
     return Page(
         ids=[r.id for r in rows],
         number_matched=matched,
@@ -464,7 +463,7 @@ async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, wa
     order; so fetch k candidates, keep those strictly nearer than the k-th (a complete set), and
     widen k until that is enough or the candidates run out. Ties then sort by id, as cursors need.
     """
-    k = wanted
+    k = wanted + 1  # one row beyond: without ties, the rows nearer than it are the whole answer
     while True:
         stmt = select(*columns).where(and_(true(), *conds)).order_by(o.c.geom.op("<->")(query_point(criteria))).limit(k)
         rows = (await conn.execute(stmt)).all()
