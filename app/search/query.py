@@ -388,11 +388,6 @@ async def search(
             else:
                 page_conds.append(tuple_(key, o.c.id) > tuple_(literal(last_key, Text), last_id))
 
-    count_key = None
-    if count and version is not None:
-        count_key = (version, public, _fingerprint(criteria, "", ""), _condition_key(extra))
-    matched = counts.get(count_key) if count else -1
-
     columns = [o.c.id, key.label("sort_key")]
     if distance is not None:
         columns.append(distance.label("distance"))
@@ -414,9 +409,15 @@ async def search(
         last = rows[-1]
         last_key = last.sort_key.isoformat() if sort == "updated" else last.sort_key
         next_cursor = encode_cursor(secret, fingerprint, [last_key, last.id])
-    if matched is None:
-        matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
-        counts.put(count_key, matched)
+    matched = -1
+    if count:
+        key = None
+        if version is not None:
+            key = (version, public, _fingerprint(criteria, "", ""), _condition_key(extra))
+        matched = counts.get(key)
+        if matched is None:
+            matched = (await conn.execute(select(func.count()).select_from(o).where(and_(true(), *conds)))).scalar_one()
+            counts.put(key, matched)
     return Page(
         ids=[r.id for r in rows],
         number_matched=matched,
