@@ -203,7 +203,7 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
             terms = {t: (t, *SYNONYMS.get(t, ())) for t in tokens(c.q)}
         for variants in terms.values():
             conds.append(_contains_any(o.c.search_text, variants))
-    # categories and sectors match the record's category_ids (GIN: the planner ANDs it with geom's GiST)
+    # categories and sectors match the record's category_ids (indexed alone, and with the point: 0008)
     if c.category:
         conds.append(o.c.category_ids.bool_op("&&")(_ids(resolved.categories or c.category)))
     if c.sector:
