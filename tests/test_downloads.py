@@ -100,6 +100,25 @@ def test_geojson_ndjson_csv_xlsx_have_one_record_per_published_organisation(clie
     assert {r.name: r.records for r in built.files}["organisations.xlsx"] == count
 
 
+def test_organisation_files_are_the_records_as_fetch_records_shapes_them(built, stored, loaded, settings):
+    """The build streams the records set-based (``organisation_rows``); the files must hold, byte for
+    byte, what the per-record path of the search core (``fetch_records`` + the v1 shape) gives."""
+    from app.search import fetch_records
+    from app.serialize import tabular
+    from app.serialize import v1 as v1_shape
+
+    base = (settings.public_base_url or "").rstrip("/")
+    with loaded.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM organisation WHERE publication_state = 'published' ORDER BY id")).scalars().all()
+        rows = downloads._run(fetch_records(downloads._AsyncFacade(conn), ids))
+        files = {name: b"".join(conn.execute(text(
+            "SELECT data FROM download_chunk WHERE download_id = :d AND encoding = 'identity' ORDER BY seq"),
+            {"d": stored[name]["id"]}).scalars()) for name in ("organisations.ndjson", "organisations.csv")}
+    assert len(rows) == len(ids) > 100
+    assert files["organisations.ndjson"] == b"".join(orjson.dumps(v1_shape.organisation(r, base)) + b"\n" for r in rows)
+    assert files["organisations.csv"] == b"".join(tabular.csv_chunks(rows, sep=","))
+
+
 def test_taxonomy_and_district_files(client, built, loaded):
     with loaded.connect() as conn:
         sectors, categories, accreditations, communes, sectors_stat = conn.execute(text(

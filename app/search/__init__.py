@@ -14,8 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..models import Organisation
 
-# Every stored column but the search support and the geometry (lon/lat and x/y carry the point).
-_COLUMNS = ", ".join(f"o.{c.name}" for c in Organisation.__table__.columns if c.name not in ("search_text", "category_ids", "geom") and c.computed is None)
+# Every stored column of a record: not the search support (search_text, category_ids, the generated
+# name keys) nor the geometry (lon/lat and x/y carry the point). RECORD_SQL and documents.BULK_SQL.
+RECORD_COLUMNS = [c for c in Organisation.__table__.columns
+                  if c.name not in ("search_text", "category_ids", "geom") and c.computed is None]
+_COLUMNS = ", ".join(f"o.{c.name}" for c in RECORD_COLUMNS)
 
 RECORD_SQL = """
 SELECT {columns},

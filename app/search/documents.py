@@ -30,7 +30,7 @@ from ..loaders.sql import copy_rows, temp_table
 from ..models import Organisation, RecordDocument
 from ..serialize import ogc as ogc_shape
 from ..serialize import v1 as v1_shape
-from . import RECORD_SQL, fetch_records
+from . import RECORD_COLUMNS, RECORD_SQL, fetch_records
 
 BASE = "\x01"  # the base URL when a document is built; orjson writes it as the six bytes \u0001
 # in a stored document only a URL starts with it: '"' + \u0001 + '/' (a text holding a control
@@ -104,9 +104,8 @@ def refresh(conn: Connection, ids: Iterable[int] | None = None) -> int:
 # The columns of RECORD_SQL's rows. Those whose Python value JSON carries exactly (integers, text,
 # text arrays, booleans) come in one json_build_array per record, parsed by orjson; dates, times
 # and floats (152302.0 must stay a float) come as columns.
-_RECORD_COLUMNS = [c for c in Organisation.__table__.columns if c.name not in ("search_text", "category_ids", "geom") and c.computed is None]
-_NATIVE = [c.name for c in _RECORD_COLUMNS if c.type.__class__.__name__ in ("Date", "DateTime", "Float")]
-_JSON = [c.name for c in _RECORD_COLUMNS if c.name not in _NATIVE]
+_NATIVE = [c.name for c in RECORD_COLUMNS if c.type.__class__.__name__ in ("Date", "DateTime", "Float")]
+_JSON = [c.name for c in RECORD_COLUMNS if c.name not in _NATIVE]
 _LINKED = ("category", "accreditation", "language", "offer_type", "action_zone")
 
 # The records of ``{ids}`` (a query of ids), with each link table pre-aggregated once (GROUP BY)
