@@ -92,3 +92,28 @@ def test_no_sequential_scan_of_organisations(big_db):
 
     failures = asyncio.run(run())
     assert failures == [], "\n".join(failures)
+
+
+def test_numbered_pages_deep_in_the_directory_read_only_the_name_index(big_db):
+    """OGC ``offset`` and HSDS ``page=`` pages are sorted by name and skip ``offset`` published
+    records: an index-only scan of the name index (it carries the publication state, migration
+    0009), not a sort of every published record (1.1 s at 100k before)."""
+    async def run() -> list[dict]:
+        engine = create_async_engine(big_db)
+        async with engine.connect() as conn:
+            total = (await conn.execute(text("SELECT count(*) FROM organisation WHERE publication_state = 'published'"))).scalar()
+            plans = []
+            for offset in (total // 2, total - 150):
+                page, explained = await explain_search(conn, parse_criteria({}, 50_000), limit=100, offset=offset)
+                assert len(page.ids) == 100
+                plans += [e for e in explained if "FROM organisation" in e.statement and not e.is_count]
+        await engine.dispose()
+        return plans
+
+    for e in asyncio.run(run()):
+        nodes, stack = [], [e.plan]
+        while stack:
+            nodes.append(stack.pop())
+            stack.extend(nodes[-1].get("Plans", []))
+        scans = {(n["Node Type"], n.get("Index Name")) for n in nodes if "Scan" in n["Node Type"]}
+        assert scans == {("Index Only Scan", "ix_organisation_name_key_fr")}, scans

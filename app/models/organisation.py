@@ -157,9 +157,10 @@ class Organisation(Base):
         Index("ix_organisation_updated_at", "updated_at", "id"),
         Index("ix_organisation_lang_status", "lang_status"),
         Index("ix_organisation_geocode_pending", "id", postgresql_where=text("geocode_status = 'pending'")),
-        # keyset paging by name walks these (see app/search/query.py name_key)
-        Index("ix_organisation_name_key_fr", "name_key_fr", "id"),
-        Index("ix_organisation_name_key_nl", "name_key_nl", "id"),
+        # paging by name walks these (see app/search/query.py name_key): keyset pages, and offset
+        # pages (OGC offset, HSDS page) read only the index, publication state included (0009)
+        Index("ix_organisation_name_key_fr", "name_key_fr", "id", postgresql_include=["publication_state"]),
+        Index("ix_organisation_name_key_nl", "name_key_nl", "id", postgresql_include=["publication_state"]),
         Index("ix_organisation_enterprise_numbers", "enterprise_numbers", postgresql_using="gin"),
         # category filters (intarray operator classes, migration 0008): alone, and with the point,
         # so that the nearest published records of a category are one KNN walk of one index

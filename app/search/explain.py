@@ -36,9 +36,11 @@ class Explained:
 
 
 async def explain_search(
-    conn: AsyncConnection, criteria: Criteria, *, sort: str | None = None, limit: int = 50, analyze: bool = False
+    conn: AsyncConnection, criteria: Criteria, *, sort: str | None = None, limit: int = 50, offset: int = 0,
+    analyze: bool = False,
 ) -> tuple[Page, list[Explained]]:
-    """Run one search page and EXPLAIN each statement it sent."""
+    """Run one search page (``offset``: a numbered page, as OGC and HSDS ask) and EXPLAIN each
+    statement it sent."""
     statements: list = []
     sync_engine = conn.engine.sync_engine
 
@@ -47,7 +49,7 @@ async def explain_search(
 
     event.listen(sync_engine, "before_cursor_execute", record)
     try:
-        page = await search(conn, criteria, sort=sort, limit=limit, cursor=None, lang="fr", secret="explain")
+        page = await search(conn, criteria, sort=sort, limit=limit, cursor=None, lang="fr", secret="explain", offset=offset)
     finally:
         event.remove(sync_engine, "before_cursor_execute", record)
     explained = []
