@@ -21,11 +21,11 @@ Records are in id order. Links inside the files (``url``) use ``Settings.public_
 one they are relative (``/v1/organisations/13219``), so the bytes never depend on a request.
 
 Building (``build_downloads``) is bounded in memory: the search core's published filter selects the
-organisations and one server-side cursor streams them (``organisation_rows``), every file is written to the database in chunks of ``CHUNK_SIZE`` bytes as it is
-produced (raw and gzip), hashed on the fly. One exception: XLSX is produced by
-``tabular.xlsx_bytes``, which returns the whole workbook (rows are streamed to a temporary file by
-openpyxl, the zipped result is in memory) — about 45 % of the CSV size; it is therefore only produced
-up to ``XLSX_MAX_ROWS`` records (``BuildReport.skipped`` says so).
+organisations and one server-side cursor streams them (``organisation_rows``); every file is written
+to the database in chunks of ``CHUNK_SIZE`` bytes as it is produced (raw and gzip), hashed on the fly.
+One exception: XLSX is produced by ``tabular.xlsx_bytes``, which returns the whole workbook (rows are
+streamed to a temporary file by openpyxl, the zipped result is in memory) — about 45 % of the CSV
+size; it is therefore only produced up to ``XLSX_MAX_ROWS`` records (``BuildReport.skipped`` says so).
 """
 
 from __future__ import annotations
@@ -240,15 +240,16 @@ class _FileWriter:
         pending, so memory stays bounded) and store the full gzip chunks."""
         while self.compressing and (len(self.compressing) > keep or self.compressing[0].done()):
             self.gz += self.compressing.popleft().result()
-        while len(self.gz) >= self.chunk_size:
+        self._gzip_chunks(final=False)
+
+    def _gzip_chunks(self, final: bool) -> None:
+        """Store the full gzip chunks (``final``: the rest too)."""
+        while len(self.gz) >= self.chunk_size or (final and self.gz):
             chunk = bytes(self.gz[:self.chunk_size])
             del self.gz[:self.chunk_size]
-            self._gzip_chunk(chunk)
-
-    def _gzip_chunk(self, chunk: bytes) -> None:
-        self.gzip_sha.update(chunk)
-        self.gzip_size += len(chunk)
-        self._store("gzip", chunk)
+            self.gzip_sha.update(chunk)
+            self.gzip_size += len(chunk)
+            self._store("gzip", chunk)
 
     def _store(self, encoding: str, chunk: bytes) -> None:
         self.conn.execute(
@@ -263,9 +264,7 @@ class _FileWriter:
             self.raw.clear()
         self._collect(keep=0)
         self.gz += self.compressor.flush()
-        for start in range(0, len(self.gz), self.chunk_size):
-            self._gzip_chunk(bytes(self.gz[start:start + self.chunk_size]))
-        self.gz.clear()
+        self._gzip_chunks(final=True)
         self.conn.execute(
             text("UPDATE download SET sha256 = :sha, byte_size = :size, gzip_sha256 = :gsha, gzip_size = :gsize, "
                  "records = :records WHERE id = :id"),
