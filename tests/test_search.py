@@ -187,6 +187,35 @@ def test_radius_results_within_radius_sorted_by_distance(client, loaded, fixture
     assert {i["id"] for i in items} == expected and len(items) == len(expected) > 5
 
 
+def test_distance_pages_split_groups_of_records_at_one_address(client, loaded, fixtures):
+    """Forty records at one point (a building of services) and paging by distance from there: the
+    KNN walk meets groups of equal distances at the page boundaries; each record must come once,
+    in (distance, id) order, with the numbers PostGIS gives."""
+    x, y = 151234.0, 171234.0
+    group = [fixture_record(910000 + k, fr=f"Service {k} du bâtiment", nl=None, x=x, y=y) for k in range(40)]
+    near = [fixture_record(910100 + k, fr=f"Voisin {k}", nl=None, x=x + 3 * (k % 4), y=y) for k in range(12)]
+    with loaded.begin() as conn:
+        load_organisations(conn, [("building", r) for r in group + near])
+        lon, lat = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID(ST_MakePoint(:x, :y), 31370), 4326) p"),
+                                {"x": x + 4, "y": y}).one()
+    params = {"near": f"{lat},{lon}", "radius": 30, "sort": "distance"}
+    for limit in (1, 7, 23, 39, 41):
+        pages, cursor = [], None
+        while True:
+            query = dict(params, limit=limit, fields="distance_m")
+            if cursor:
+                query["cursor"] = cursor
+            body = client.get("/v1/organisations", params=query).json()
+            pages += [(round(i["distance_m"], 3), i["id"]) for i in body["items"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert pages == sorted(pages), limit
+        expected = truth(loaded, "ST_DWithin(o.geom, ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), 31370), 30)",
+                         lon=lon, lat=lat)
+        assert {i for _, i in pages} == expected and len(pages) == len(expected) >= 52, limit
+
+
 def test_within_quartier_equals_point_in_polygon(client, loaded, fixtures):
     expected = truth(loaded, "ST_Contains((SELECT geom FROM quartier WHERE code = '87'), o.geom)")
     assert 13219 in expected

@@ -466,6 +466,9 @@ class CountCache:
 counts = CountCache()
 
 
+TIES = 16  # extra rows of a KNN walk (a building often hosts several services; the demo puts ~7 of a category on a point at 1M)
+
+
 async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, wanted: int) -> list:
     """The ``wanted`` nearest rows in (distance, id) order, driven by the GiST KNN operator.
 
@@ -473,7 +476,9 @@ async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, wa
     order; so fetch k candidates, keep those strictly nearer than the k-th (a complete set), and
     widen k until that is enough or the candidates run out. Ties then sort by id, as cursors need.
     """
-    k = wanted + 1  # one row beyond: without ties, the rows nearer than it are the whole answer
+    # TIES rows beyond: the rows nearer than the last are the whole answer unless a group of equal
+    # distances (records at one address) straddles the page boundary by more than that
+    k = wanted + TIES
     while True:
         stmt = select(*columns).where(and_(true(), *conds)).order_by(o.c.geom.op("<->")(query_point(criteria))).limit(k)
         rows = (await conn.execute(stmt)).all()
