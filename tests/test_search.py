@@ -48,24 +48,29 @@ def fixtures(loaded):
     return {"parent": parent, "child": child}
 
 
-def all_ids(client, params: dict, limit: int = 37) -> list[int]:
+def all_items(client, params: dict, limit: int = 37, fields: str = "id") -> list[dict]:
     """Page through every result with cursors; each id must appear exactly once."""
-    ids: list[int] = []
+    items: list[dict] = []
     cursor = None
     for _ in range(1000):
-        query = dict(params, limit=limit, fields="id")
+        query = dict(params, limit=limit, fields=fields)
         if cursor:
             query["cursor"] = cursor
         r = client.get("/v1/organisations", params=query)
         assert r.status_code == 200, r.text
         body = r.json()
-        ids.extend(item["id"] for item in body["items"])
+        items.extend(body["items"])
         cursor = body["next_cursor"]
         if not cursor:
             break
+    ids = [item["id"] for item in items]
     assert len(ids) == len(set(ids)), "a record came twice while paging"
     assert len(ids) == body["numberMatched"]
-    return ids
+    return items
+
+
+def all_ids(client, params: dict, limit: int = 37) -> list[int]:
+    return [item["id"] for item in all_items(client, params, limit)]
 
 
 def truth(engine, where: str, **params) -> set[int]:
@@ -200,16 +205,7 @@ def test_distance_pages_split_groups_of_records_at_one_address(client, loaded, f
                                 {"x": x + 4, "y": y}).one()
     params = {"near": f"{lat},{lon}", "radius": 30, "sort": "distance"}
     for limit in (1, 7, 23, 39, 41):
-        pages, cursor = [], None
-        while True:
-            query = dict(params, limit=limit, fields="distance_m")
-            if cursor:
-                query["cursor"] = cursor
-            body = client.get("/v1/organisations", params=query).json()
-            pages += [(round(i["distance_m"], 3), i["id"]) for i in body["items"]]
-            cursor = body["next_cursor"]
-            if not cursor:
-                break
+        pages = [(round(i["distance_m"], 3), i["id"]) for i in all_items(client, params, limit, "distance_m")]
         assert pages == sorted(pages), limit
         expected = truth(loaded, "ST_DWithin(o.geom, ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), 31370), 30)",
                          lon=lon, lat=lat)
