@@ -170,6 +170,33 @@ def test_category_filter_follows_an_import_that_changes_the_categories(client, l
         assert in_sector == sector_expected
 
 
+def test_category_subtrees_are_remembered_per_data_version(client, loaded, fixtures):
+    """A search remembers the categories below the one asked for (app.search.query.subtrees), keyed
+    by the data version: once the tree and the data change, the next search expands anew."""
+    parent, child = fixtures["parent"], fixtures["child"]
+    near = {"near": "50.8466,4.3528", "radius": "5000"}
+    marker = fixture_record(900008, fr="Zzyzx Version", nl="Zzyzx Versie", x=150400, y=169400)
+
+    def searched() -> tuple[bool, bool]:
+        return (900005 in set(all_ids(client, {"category": parent})),
+                900005 in set(all_ids(client, {"category": parent, **near})))
+
+    assert searched() == (True, True)  # remembered for this version
+    with loaded.begin() as conn:
+        moved = conn.execute(text("UPDATE category_tree SET parent_category_id = NULL WHERE category_id = :c "
+                                  "AND parent_category_id = :p RETURNING sector_id"), {"c": child, "p": parent}).scalars().all()
+        load_organisations(conn, [("version", marker)])  # the data changes with the tree
+    try:
+        assert moved and searched() == (False, False)
+    finally:
+        with loaded.begin() as conn:
+            conn.execute(text("UPDATE category_tree SET parent_category_id = :p WHERE category_id = :c AND sector_id = ANY(:s)"),
+                         {"c": child, "p": parent, "s": moved})
+            marker["nameOfficialFr"] = "Zzyzx Version 2"
+            load_organisations(conn, [("version", marker)])
+    assert searched() == (True, True)
+
+
 def test_radius_results_within_radius_sorted_by_distance(client, loaded, fixtures):
     lat, lon, radius = 50.8466, 4.3528, 1500
     items = []

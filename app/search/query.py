@@ -146,12 +146,18 @@ def _texts(values) -> ColumnElement:
     return literal(list(values), ARRAY(Text))
 
 
-async def category_descendants(conn: AsyncConnection, ids) -> tuple[int, ...]:
+async def category_descendants(conn: AsyncConnection, ids, version: object = None) -> tuple[int, ...]:
     """The categories asked for and every category below them in any sector's tree (resolved
-    before the search so that the planner sees the real list)."""
-    base = select(func.unnest(_ids(ids)).label("id")).cte("wanted", recursive=True)
-    wanted = base.union(select(tree.c.category_id).join(base, tree.c.parent_category_id == base.c.id))
-    return tuple(sorted((await conn.execute(select(wanted.c.id))).scalars()))
+    before the search so that the planner sees the real list). With the data ``version``, the
+    answer is remembered as the counts are (``subtrees``)."""
+    key = (version, tuple(sorted(ids))) if version is not None else None
+    found = subtrees.get(key)
+    if found is None:
+        base = select(func.unnest(_ids(ids)).label("id")).cte("wanted", recursive=True)
+        wanted = base.union(select(tree.c.category_id).join(base, tree.c.parent_category_id == base.c.id))
+        found = tuple(sorted((await conn.execute(select(wanted.c.id))).scalars()))
+        subtrees.put(key, found)
+    return found
 
 
 WITHIN_TABLES = {
@@ -177,19 +183,20 @@ class Resolved:
     sector_categories: tuple[int, ...] | None = None
 
 
-async def resolve(conn: AsyncConnection, criteria: Criteria) -> Resolved:
+async def resolve(conn: AsyncConnection, criteria: Criteria, version: object = None) -> Resolved:
     return Resolved(
         terms=await expand_terms(conn, criteria.q) if criteria.q else None,
-        categories=await category_descendants(conn, criteria.category) if criteria.category else (),
+        categories=await category_descendants(conn, criteria.category, version) if criteria.category else (),
         sector_categories=await sector_categories(conn, criteria.sector) if criteria.sector else None,
     )
 
 
 def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool = True,
-            radius_box: bool = False) -> list[ColumnElement[bool]]:
+            radius_box: bool = False, point: ColumnElement | None = None) -> list[ColumnElement[bool]]:
     """The WHERE conditions of a search. Without ``resolved`` (see ``where``), q matches exact words
     and synonyms only and a category matches itself only. ``radius_box`` puts the square around
-    the circle in place of the exact radius test (``_nearest`` cuts at the radius itself)."""
+    the circle in place of the exact radius test (``_nearest`` cuts at the radius itself).
+    ``point`` is ``query_point(criteria)`` when the caller already built it."""
     c = criteria
     resolved = resolved or Resolved()
     conds: list[ColumnElement[bool]] = []
@@ -242,10 +249,11 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
     if c.enterprise_number:
         conds.append(o.c.enterprise_numbers.bool_op("&&")(_texts(c.enterprise_number)))
     if c.near is not None and c.radius is not None:
+        point = point if point is not None else query_point(c)
         if radius_box:
-            conds.append(o.c.geom.op("&&")(func.ST_Expand(query_point(c), c.radius)))
+            conds.append(o.c.geom.op("&&")(func.ST_Expand(point, c.radius)))
         else:
-            conds.append(func.ST_DWithin(o.c.geom, query_point(c), c.radius))
+            conds.append(func.ST_DWithin(o.c.geom, point, c.radius))
     if c.bbox is not None:
         conds.append(_bbox_condition(c))
     if c.within:
@@ -361,9 +369,10 @@ async def search(
         raise BadRequest("sort: sort=distance needs near=lat,lon", parameter="sort")
     if sort == "relevance" and not criteria.q:
         raise BadRequest("sort: sort=relevance needs q", parameter="sort")
-    resolved = await resolve(conn, criteria)
-    conds = [*filters(criteria, resolved, public), *extra]
-    distance = func.ST_Distance(o.c.geom, query_point(criteria)) if criteria.near is not None else None
+    resolved = await resolve(conn, criteria, version)
+    point = query_point(criteria) if criteria.near is not None else None
+    conds = [*filters(criteria, resolved, public, point=point), *extra]
+    distance = func.ST_Distance(o.c.geom, point) if point is not None else None
 
     if sort == "relevance":
         key, descending = relevance(resolved.terms or {}), True
@@ -395,8 +404,8 @@ async def search(
         # The radius goes in as the square around the circle: PostgreSQL estimates that square from
         # its statistics, but not the exact test (it guessed 2 rows of 1,468 at 1M and sorted them
         # all instead of walking the index); _nearest drops what lies beyond the radius.
-        box = [*filters(criteria, resolved, public, radius_box=True), *extra] if criteria.radius is not None else conds
-        rows = (await _nearest(conn, columns, [*box, *page_conds], criteria, offset + limit + 1))[offset:]
+        box = [*filters(criteria, resolved, public, radius_box=True, point=point), *extra] if criteria.radius is not None else conds
+        rows = (await _nearest(conn, columns, [*box, *page_conds], criteria, point, offset + limit + 1))[offset:]
     else:
         order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
         stmt = select(*columns).where(and_(true(), *conds, *page_conds)).order_by(*order).offset(offset or None).limit(limit + 1)
@@ -434,17 +443,18 @@ def _condition_key(conditions: Sequence[ColumnElement[bool]]) -> tuple:
     return str(compiled), repr(sorted(compiled.params.items()))
 
 
-class CountCache:
-    """Numbers of matches per (data version, criteria): paging through a result, or many visitors
-    of the same embedded list, count once per data change instead of once per page. Per process,
-    bounded (LRU), and an entry also expires after ``max_age`` seconds (the lookup lists and the
-    vocabulary a query expands against can change without a data change)."""
+class VersionCache:
+    """Answers remembered per data version: the numbers of matches per (version, criteria), so that
+    paging through a result, or many visitors of the same embedded list, count once per data change
+    instead of once per page; and the category subtrees a search expands to. Per process, bounded
+    (LRU), and an entry also expires after ``max_age`` seconds (the lookup lists, the category tree
+    and the vocabulary a query expands against can change without a data change)."""
 
     def __init__(self, size: int = 4096, max_age: float = 60.0):
         self.size, self.max_age = size, max_age
-        self.entries: OrderedDict[tuple, tuple[int, float]] = OrderedDict()
+        self.entries: OrderedDict[tuple, tuple[object, float]] = OrderedDict()
 
-    def get(self, key: tuple | None) -> int | None:
+    def get(self, key: tuple | None):
         if key is None or key not in self.entries:
             return None
         value, at = self.entries[key]
@@ -454,7 +464,7 @@ class CountCache:
         self.entries.move_to_end(key)
         return value
 
-    def put(self, key: tuple | None, value: int) -> None:
+    def put(self, key: tuple | None, value) -> None:
         if key is None:
             return
         self.entries[key] = (value, time.monotonic())
@@ -463,36 +473,37 @@ class CountCache:
             self.entries.popitem(last=False)
 
 
-counts = CountCache()
+counts = VersionCache()
+subtrees = VersionCache(size=1024)
 
 
-TIES = 16  # extra rows of a KNN walk (a building often hosts several services; the demo puts ~7 of a category on a point at 1M)
+TIES = 32  # extra rows of a KNN walk: a group of records at one address rarely straddles the page end by more
 
 
-async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, wanted: int) -> list:
+async def _nearest(conn: AsyncConnection, columns, conds, criteria: Criteria, point, wanted: int) -> list:
     """The ``wanted`` nearest rows in (distance, id) order, driven by the GiST KNN operator.
 
     PostgreSQL only walks the index for ``ORDER BY geom <-> point`` alone, which leaves ties in any
-    order; so fetch k candidates, keep those strictly nearer than the k-th (a complete set), and
-    widen k until that is enough or the candidates run out. Ties then sort by id, as cursors need.
+    order; so fetch ``wanted + TIES`` candidates and keep those strictly nearer than the last (a
+    complete set). When a group of equal distances (records at one address) straddles the cut and
+    leaves fewer than ``wanted``, read every match up to the last candidate's distance instead: the
+    group whole, one index scan bounded by that distance. Ties then sort by id, as cursors need.
     """
-    # TIES rows beyond: the rows nearer than the last are the whole answer unless a group of equal
-    # distances (records at one address) straddles the page boundary by more than that
     k = wanted + TIES
-    while True:
-        stmt = select(*columns).where(and_(true(), *conds)).order_by(o.c.geom.op("<->")(query_point(criteria))).limit(k)
-        rows = (await conn.execute(stmt)).all()
-        if criteria.radius is not None and rows and rows[-1].distance > criteria.radius:
-            # the walk went past the circle (conds bound it by its square): every match is in hand
-            complete = [r for r in rows if r.distance <= criteria.radius]
-            break
-        if len(rows) < k:
-            complete = rows
-            break
-        complete = [r for r in rows if r.distance < rows[-1].distance]
-        if len(complete) >= wanted:
-            break
-        k *= 4
+    stmt = select(*columns).where(and_(true(), *conds)).order_by(o.c.geom.op("<->")(point)).limit(k)
+    rows = (await conn.execute(stmt)).all()
+    if criteria.radius is not None and rows and rows[-1].distance > criteria.radius:
+        # the walk went past the circle (conds bound it by its square): every match is in hand
+        complete = [r for r in rows if r.distance <= criteria.radius]
+    elif len(rows) < k:
+        complete = rows
+    else:
+        last = rows[-1].distance
+        complete = [r for r in rows if r.distance < last]
+        if len(complete) < wanted:  # at least k ≥ wanted matches lie within ``last``: take them all
+            within = func.ST_DWithin(o.c.geom, point, literal(last + 1e-6, Float))
+            rows = (await conn.execute(select(*columns).where(and_(true(), *conds, within)))).all()
+            complete = [r for r in rows if r.distance <= last]
     return sorted(complete, key=lambda r: (r.distance, r.id))[:wanted]
 
 
