@@ -39,7 +39,7 @@ from ..search.query import check_references, tokens
 from ..search.query import search as run_search
 from ..serialize import legacy as shape
 from ..settings import Settings
-from .v1 import PROBLEM_RESPONSES, multi, reject_unknown, search_parameters
+from .v1 import PROBLEM_RESPONSES, SEARCH_PARAMETERS, multi, reject_unknown
 
 router = APIRouter(prefix="/rest", tags=["legacy"])
 
@@ -162,13 +162,13 @@ async def legacy_organisation(
     "/search/organisation",
     summary="Search organisations by legacy filters (all matches)",
     responses={200: ORGANISATIONS_200, **SEARCH_ERRORS},
+    openapi_extra={"parameters": SEARCH_PARAMETERS},
 )
 async def legacy_search_organisations(
     request: Request,
     conn: Connection,
     cfg: Config,
     _legacy: Annotated[None, Depends(legacy_filters)],
-    _criteria: Annotated[None, Depends(search_parameters)],
 ) -> Response:
     """``?agreements=&sectors=&categories=&zones=`` (comma lists; OR within a filter, AND across
     filters), plus any criterion of ``/v1/organisations``. Without any filter: every published

@@ -26,7 +26,7 @@ from ..search.criteria import CRITERIA_PARAMETERS, int_list, parse_criteria, spl
 from ..search.query import check_references
 from ..serialize import reference as shape
 from ..settings import Settings
-from .v1 import search_parameters
+from .v1 import SEARCH_PARAMETERS
 
 router = APIRouter(prefix="/v1", tags=["v1 reference"])
 
@@ -383,12 +383,12 @@ STATS_PARAMETERS = CRITERIA_PARAMETERS | {"group_by", "lang", "f"}
     "number of matching organisations in no group. Categories count direct links. With `f=geojson` "
     "(districts only) every district polygon is returned with `count` (0 where none), for a choropleth.",
     responses={**GEO_200, **R400, **R503},
+    openapi_extra={"parameters": SEARCH_PARAMETERS},
 )
 async def stats(
     request: Request,
     conn: Connection,
     cfg: Config,
-    _criteria: Annotated[None, Depends(search_parameters)],
     group_by: Annotated[
         Literal["sector", "category", "commune", "quartier", "statistical_sector", "authority"],
         Query(description="What to count per", examples=["commune"]),
