@@ -191,12 +191,13 @@ async def resolve(conn: AsyncConnection, criteria: Criteria, version: object = N
     )
 
 
-def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool = True,
-            radius_box: bool = False, point: ColumnElement | None = None) -> list[ColumnElement[bool]]:
+def within_radius(point: ColumnElement, radius: float) -> ColumnElement[bool]:
+    return func.ST_DWithin(o.c.geom, point, radius)
+
+
+def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool = True) -> list[ColumnElement[bool]]:
     """The WHERE conditions of a search. Without ``resolved`` (see ``where``), q matches exact words
-    and synonyms only and a category matches itself only. ``radius_box`` puts the square around
-    the circle in place of the exact radius test (``_nearest`` cuts at the radius itself).
-    ``point`` is ``query_point(criteria)`` when the caller already built it."""
+    and synonyms only and a category matches itself only."""
     c = criteria
     resolved = resolved or Resolved()
     conds: list[ColumnElement[bool]] = []
@@ -249,11 +250,7 @@ def filters(criteria: Criteria, resolved: Resolved | None = None, public: bool =
     if c.enterprise_number:
         conds.append(o.c.enterprise_numbers.bool_op("&&")(_texts(c.enterprise_number)))
     if c.near is not None and c.radius is not None:
-        point = point if point is not None else query_point(c)
-        if radius_box:
-            conds.append(o.c.geom.op("&&")(func.ST_Expand(point, c.radius)))
-        else:
-            conds.append(func.ST_DWithin(o.c.geom, point, c.radius))
+        conds.append(within_radius(query_point(c), c.radius))
     if c.bbox is not None:
         conds.append(_bbox_condition(c))
     if c.within:
@@ -371,7 +368,10 @@ async def search(
         raise BadRequest("sort: sort=relevance needs q", parameter="sort")
     resolved = await resolve(conn, criteria, version)
     point = query_point(criteria) if criteria.near is not None else None
-    conds = [*filters(criteria, resolved, public, point=point), *extra]
+    # the radius apart: the exact circle for the count and the other sorts, its square for the KNN walk
+    circle = criteria.radius is not None
+    common = [*filters(criteria.model_copy(update={"radius": None}) if circle else criteria, resolved, public), *extra]
+    conds = [*common, within_radius(point, criteria.radius)] if circle else common
     distance = func.ST_Distance(o.c.geom, point) if point is not None else None
 
     if sort == "relevance":
@@ -404,7 +404,7 @@ async def search(
         # The radius goes in as the square around the circle: PostgreSQL estimates that square from
         # its statistics, but not the exact test (it guessed 2 rows of 1,468 at 1M and sorted them
         # all instead of walking the index); _nearest drops what lies beyond the radius.
-        box = [*filters(criteria, resolved, public, radius_box=True, point=point), *extra] if criteria.radius is not None else conds
+        box = [*common, o.c.geom.op("&&")(func.ST_Expand(point, criteria.radius))] if circle else conds
         rows = (await _nearest(conn, columns, [*box, *page_conds], criteria, point, offset + limit + 1))[offset:]
     else:
         order = [key.desc() if descending else key.asc(), o.c.id.desc() if sort == "updated" else o.c.id.asc()]
