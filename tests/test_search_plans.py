@@ -111,9 +111,5 @@ def test_numbered_pages_deep_in_the_directory_read_only_the_name_index(big_db):
         return plans
 
     for e in asyncio.run(run()):
-        nodes, stack = [], [e.plan]
-        while stack:
-            nodes.append(stack.pop())
-            stack.extend(nodes[-1].get("Plans", []))
-        scans = {(n["Node Type"], n.get("Index Name")) for n in nodes if "Scan" in n["Node Type"]}
+        scans = {(n["Node Type"], n.get("Index Name")) for n in e.nodes() if "Scan" in n["Node Type"]}
         assert scans == {("Index Only Scan", "ix_organisation_name_key_fr")}, scans

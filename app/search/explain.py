@@ -24,15 +24,17 @@ class Explained:
     def is_count(self) -> bool:
         return self.statement.lstrip().upper().startswith("SELECT COUNT")
 
-    def seq_scans(self) -> list[str]:
-        found: list[str] = []
+    def nodes(self) -> list[dict]:
+        """Every node of the plan."""
+        found: list[dict] = []
         stack = [self.plan]
         while stack:
-            node = stack.pop()
-            if node.get("Node Type") == "Seq Scan":
-                found.append(node.get("Relation Name"))
-            stack.extend(node.get("Plans", []))
+            found.append(stack.pop())
+            stack.extend(found[-1].get("Plans", []))
         return found
+
+    def seq_scans(self) -> list[str]:
+        return [node.get("Relation Name") for node in self.nodes() if node.get("Node Type") == "Seq Scan"]
 
 
 async def explain_search(
